@@ -1,0 +1,3 @@
+"""aird_jax: artifact-invariant deepfake detection in JAX/Flax."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Data: face extraction, dataset builders, input pipeline, degradations."""
