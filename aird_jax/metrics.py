@@ -93,9 +93,7 @@ def accuracy(labels, scores, threshold: float) -> float:
     return float(np.mean((s >= threshold).astype(np.int64) == y))
 
 
-def aggregate_by_video(
-    video_ids, labels, scores
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def aggregate_by_video(video_ids, labels, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-video label and mean frame score, in order of first appearance of each video.
 
     A video whose frames disagree on the label is an error (it would mean a broken manifest).
