@@ -1,0 +1,497 @@
+"""Evaluate a trained run's checkpoint on any dataset split, optionally degraded.
+
+Protocol (paper IV-B/IV-C): every frame is scored, a video's score is the mean of its frame
+scores, and accuracy is taken at the threshold chosen on the run's OWN validation set (stored with
+the run by training), never at a threshold tuned on the test data. We report frame- and
+video-level AUC, EER and accuracy, and write them with everything needed to trace the number
+(dataset, split, degradation, checkpoint step, counts, package versions) into the workdir.
+
+Streaming: only one batch of images is alive at a time; per-frame scores (a float and a short id
+per frame) are the only thing accumulated, so memory stays flat however large the test set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Iterable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aird_jax import metrics
+
+# Bump when the layout of the results JSON changes (readers check it).
+RESULTS_VERSION = 1
+_PACKAGES = (
+    "aird_jax",
+    "jax",
+    "jaxlib",
+    "flax",
+    "optax",
+    "orbax-checkpoint",
+    "grain",
+    "tensorflow-datasets",
+    "numpy",
+    "scikit-learn",
+    "opencv-python-headless",
+)
+
+
+class EvaluationError(RuntimeError):
+    """A problem the user can fix (missing run, dataset, bad argument); the message says how."""
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that can change a number, plus Python and the JAX backend."""
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    try:
+        import jax
+
+        devs = jax.devices()
+        out["jax_backend"] = jax.default_backend()
+        out["device"] = f"{len(devs)} x {devs[0].device_kind}"
+    except Exception as e:  # noqa: BLE001 - versions are informative, never fatal
+        out["jax_backend"] = f"unavailable ({e})"
+    return out
+
+
+def load_run_or_explain(workdir: str | os.PathLike, checkpoint: str | int = "best"):
+    """``train.load_run`` with a message that names the command to run first."""
+    workdir = Path(workdir)
+    hint = (
+        f"Train it first, e.g.\n  python -m aird_jax.main --config configs/late_supcon.py "
+        f"--workdir {workdir}\n(or pick another --checkpoint: best, latest or a step number)."
+    )
+    if not workdir.is_dir():
+        raise EvaluationError(f"Run folder {workdir} does not exist. {hint}")
+    from aird_jax import train
+
+    try:
+        return train.load_run(workdir, checkpoint=checkpoint)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        raise EvaluationError(
+            f"Cannot load checkpoint {checkpoint!r} from {workdir}: {e}\n{hint}"
+        ) from e
+
+
+def parse_checkpoint(value: str | int) -> str | int:
+    """'best' | 'latest' | a step number (CLI strings become ints)."""
+    if isinstance(value, int):
+        return value
+    v = str(value).strip().lower()
+    if v in ("best", "latest"):
+        return v
+    if v.isdigit():
+        return int(v)
+    raise EvaluationError(f"--checkpoint must be 'best', 'latest' or a step number, got {value!r}")
+
+
+def parse_frames(value: str | int | None) -> int | None:
+    """'all' -> 0 (every frame), N -> N, None -> the dataset's default."""
+    if value is None or isinstance(value, int):
+        return value
+    v = str(value).strip().lower()
+    if v == "all":
+        return 0
+    if v.isdigit() and int(v) > 0:
+        return int(v)
+    raise EvaluationError(f"--frames must be 'all' or a positive integer, got {value!r}")
+
+
+def eval_data_config(
+    run_config, dataset: str | None = None, config: str | None = None, **overrides
+):
+    """The run's data config, pointed at another dataset, with training-only options off.
+
+    Image size and (unless overridden) data root come from the run, so the test images are
+    preprocessed exactly as the validation images the threshold was chosen on.
+    """
+    data_cfg = run_config.data.copy_and_resolve_references()
+    with data_cfg.unlocked():
+        if dataset is not None:
+            data_cfg.name = dataset
+            data_cfg.config = config if config is not None else ""
+            data_cfg.manual_dir = ""  # the run's manual_dir belongs to its training dataset
+            data_cfg.max_examples = 0
+        elif config is not None:
+            data_cfg.config = config
+        data_cfg.augment = False
+        data_cfg.balance = False
+        for k, v in overrides.items():
+            setattr(data_cfg, k, v)
+    return data_cfg
+
+
+def _validation_threshold(run) -> float:
+    vm = dict(getattr(run, "val_metrics", None) or {})
+    thr = vm.get("threshold")
+    if thr is None or not math.isfinite(float(thr)):
+        raise EvaluationError(
+            "The run has no validation threshold (val_metrics['threshold']); it was saved "
+            "before its first validation. Resume training so that validation runs once."
+        )
+    return float(thr)
+
+
+def result_stem(
+    data_cfg, split: str, degradation: str | None, frames_per_video: int | None, step: int
+) -> str:
+    """File stem of an evaluation's outputs: dataset, config, split, degradation, frames, step."""
+    frames = (
+        ""
+        if frames_per_video is None
+        else ("framesall" if frames_per_video == 0 else f"frames{int(frames_per_video)}")
+    )
+    extra = f"max{int(data_cfg.max_examples)}" if int(data_cfg.get("max_examples", 0)) else ""
+    return _slug(data_cfg.name, data_cfg.config, split, degradation, frames, extra, f"step{step}")
+
+
+def _slug(*parts: Any) -> str:
+    s = "_".join(str(p) for p in parts if p not in (None, "", "none"))
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in s)
+
+
+@dataclasses.dataclass
+class ScoreStream:
+    """Per-frame outputs accumulated while streaming (images are never kept)."""
+
+    scores: list[np.ndarray] = dataclasses.field(default_factory=list)
+    labels: list[np.ndarray] = dataclasses.field(default_factory=list)
+    video_ids: list[np.ndarray] = dataclasses.field(default_factory=list)
+
+    def add(self, scores, labels, video_ids, mask) -> int:
+        m = np.asarray(mask, dtype=bool).reshape(-1)
+        self.scores.append(np.asarray(scores, dtype=np.float32).reshape(-1)[m])
+        self.labels.append(np.asarray(labels).astype(np.int8).reshape(-1)[m])
+        self.video_ids.append(np.asarray(video_ids).astype(str).reshape(-1)[m])
+        return int(m.sum())
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if not self.scores:
+            return np.zeros(0, np.float32), np.zeros(0, np.int8), np.zeros(0, str)
+        return (
+            np.concatenate(self.scores),
+            np.concatenate(self.labels),
+            np.concatenate(self.video_ids),
+        )
+
+
+def score_batches(
+    run, batches: Iterable[dict], *, total: int | None = None, progress: bool = True, desc: str = ""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Run the jitted forward over eval batches; returns (scores, labels, video_ids) per frame."""
+    from tqdm.auto import tqdm
+
+    from aird_jax import train
+
+    stream = ScoreStream()
+    bar = tqdm(
+        total=total,
+        desc=desc or "evaluate",
+        unit="img",
+        disable=not progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
+    try:
+        for batch in batches:
+            mask = batch.get("mask")
+            if mask is None:
+                mask = np.ones(len(batch["label"]), bool)
+            s = train.predict_scores(run.model, run.variables, batch["image"])
+            s = np.asarray(s, dtype=np.float32)
+            if not np.all(np.isfinite(s[np.asarray(mask, bool)])):
+                raise EvaluationError(
+                    "The model produced NaN/Inf scores; the checkpoint is probably broken "
+                    "(a diverged run). Evaluate an earlier step with --checkpoint STEP."
+                )
+            bar.update(stream.add(s, batch["label"], batch["video_id"], mask))
+    finally:
+        bar.close()
+    return stream.arrays()
+
+
+def _safe_summary(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, Any]:
+    """metrics.summarize, but a one-class split yields NaN AUC/EER and a reason, not a crash."""
+    try:
+        return metrics.summarize(labels, scores, threshold=threshold)
+    except ValueError as e:
+        return {
+            "auc": float("nan"),
+            "eer": float("nan"),
+            "acc": metrics.accuracy(labels, scores, threshold) if labels.size else float("nan"),
+            "threshold": threshold,
+            "n": int(labels.size),
+            "n_pos": int(np.sum(labels)),
+            "error": str(e),
+        }
+
+
+def compute_metrics(
+    scores: np.ndarray, labels: np.ndarray, video_ids: np.ndarray, threshold: float
+) -> dict[str, dict[str, Any]]:
+    """Frame- and video-level summaries at the given (validation) threshold."""
+    if scores.size == 0:
+        raise EvaluationError("The split yielded no samples; check the dataset and split name.")
+    frame = _safe_summary(labels, scores, threshold)
+    vids, vlab, vsc = metrics.aggregate_by_video(video_ids, labels, scores)
+    video = _safe_summary(vlab, vsc, threshold)
+    return {"frame": frame, "video": video}
+
+
+def plot_roc(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> None:
+    """ROC curve PNG (matplotlib, Agg backend: works headless)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=100)
+    for name, (labels, scores) in curves.items():
+        try:
+            fpr, tpr, _ = metrics.roc_curve(labels, scores)
+            auc = metrics.roc_auc(labels, scores)
+        except ValueError:
+            continue
+        ax.plot(fpr, tpr, label=f"{name} (AUC {100 * auc:.1f}%)")
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.set(
+        xlabel="false positive rate",
+        ylabel="true positive rate",
+        title=title,
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+    )
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def format_summary(result: dict[str, Any]) -> str:
+    """One screen of text: what was evaluated and the frame/video metrics."""
+    deg = result["degradation"] or "none"
+    lines = [
+        f"run        {result['workdir']}  (checkpoint step {result['checkpoint_step']}, "
+        f"{result['checkpoint']})",
+        f"data       {result['dataset']}"
+        + (f"/{result['dataset_config']}" if result["dataset_config"] else "")
+        + f"  split={result['split']}  degradation={deg}  frames={result['frames_per_video']}",
+        f"threshold  {result['threshold']:.4f}  (chosen on the run's validation set)",
+        f"{'level':<7}{'n':>8}{'fake':>8}{'AUC':>9}{'EER':>9}{'Acc':>9}",
+    ]
+    for level in ("frame", "video"):
+        m = result["metrics"][level]
+        lines.append(
+            f"{level:<7}{m['n']:>8d}{m['n_pos']:>8d}{100 * m['auc']:>8.2f}%"
+            f"{100 * m['eer']:>8.2f}%{100 * m['acc']:>8.2f}%"
+        )
+    if result.get("files"):
+        lines.append("wrote      " + ", ".join(result["files"].values()))
+    return "\n".join(lines)
+
+
+def evaluate_run(
+    workdir: str | os.PathLike,
+    data_cfg=None,
+    split: str = "test",
+    degradation: str | None = None,
+    checkpoint: str | int = "best",
+    *,
+    dataset: str | None = None,
+    dataset_config: str | None = None,
+    frames_per_video: int | None = None,
+    batch_size: int = 32,
+    output_dir: str | os.PathLike | None = None,
+    write: bool = True,
+    progress: bool = True,
+    run=None,
+) -> dict[str, Any]:
+    """Evaluate one checkpoint of ``workdir`` on ``split`` of a dataset; returns the results dict.
+
+    ``data_cfg`` (a data ConfigDict) wins; otherwise it is the run's data config pointed at
+    ``dataset``/``dataset_config`` (default: the dataset the run was trained on). Results JSON,
+    per-frame scores (.npz) and a ROC PNG go to ``output_dir`` (default ``<workdir>/eval``).
+    ``run`` lets a caller pass an already loaded run to skip reloading it.
+    """
+    from aird_jax.data import pipeline
+
+    checkpoint = parse_checkpoint(checkpoint)
+    if degradation in ("", "none"):
+        degradation = None
+    if degradation is not None:
+        from aird_jax.data.degrade import DEGRADATIONS
+
+        if degradation not in DEGRADATIONS:
+            raise EvaluationError(
+                f"Unknown degradation {degradation!r}; choose one of {sorted(DEGRADATIONS)}."
+            )
+    if run is None:
+        run = load_run_or_explain(workdir, checkpoint)
+    threshold = _validation_threshold(run)
+    if data_cfg is None:
+        data_cfg = eval_data_config(run.config, dataset, dataset_config)
+    ds_label = f"{data_cfg.name}" + (f"/{data_cfg.config}" if data_cfg.config else "")
+
+    try:
+        n_examples = pipeline.num_examples(data_cfg, split)
+    except (FileNotFoundError, KeyError, ValueError, AssertionError) as e:
+        raise EvaluationError(
+            f"Dataset {ds_label} split {split!r} is not available: {e}\n"
+            "Put the dataset where the message above says (see data/README.md), or pick an "
+            "existing split."
+        ) from e
+    total = n_examples if frames_per_video is None else None
+
+    loader = pipeline.eval_loader(
+        data_cfg,
+        split,
+        batch_size=batch_size,
+        degradation=degradation,
+        frames_per_video=frames_per_video,
+    )
+    t0 = time.perf_counter()
+    scores, labels, vids = score_batches(
+        run,
+        loader,
+        total=total,
+        progress=progress,
+        desc=f"{ds_label}:{split}" + (f"+{degradation}" if degradation else ""),
+    )
+    seconds = time.perf_counter() - t0
+    result: dict[str, Any] = {
+        "results_version": RESULTS_VERSION,
+        "workdir": str(workdir),
+        "checkpoint": str(checkpoint),
+        "checkpoint_step": int(run.step),
+        "dataset": str(data_cfg.name),
+        "dataset_config": str(data_cfg.config or ""),
+        "split": split,
+        "degradation": degradation,
+        "frames_per_video": "default"
+        if frames_per_video is None
+        else ("all" if frames_per_video == 0 else int(frames_per_video)),
+        "image_size": int(data_cfg.image_size),
+        "threshold": threshold,
+        "threshold_source": "run validation set (val_metrics['threshold'], frame level)",
+        "val_metrics": {k: _jsonable(v) for k, v in dict(run.val_metrics).items()},
+        "n_frames": int(scores.size),
+        "n_videos": int(np.unique(vids).size),
+        "metrics": compute_metrics(scores, labels, vids, threshold),
+        "seconds": round(seconds, 3),
+        "versions": package_versions(),
+    }
+    if write:
+        out = Path(output_dir) if output_dir is not None else Path(workdir) / "eval"
+        out.mkdir(parents=True, exist_ok=True)
+        stem = result_stem(data_cfg, split, degradation, frames_per_video, run.step)
+        files = {
+            "json": str(out / f"{stem}.json"),
+            "roc": str(out / f"{stem}_roc.png"),
+            "scores": str(out / f"{stem}_scores.npz"),
+        }
+        result["files"] = files
+        np.savez_compressed(files["scores"], scores=scores, labels=labels, video_ids=vids)
+        vids_u, vlab, vsc = metrics.aggregate_by_video(vids, labels, scores)
+        plot_roc(
+            Path(files["roc"]),
+            {"frame": (labels, scores), "video": (vlab, vsc)},
+            title=f"{ds_label} {split}" + (f" ({degradation})" if degradation else ""),
+        )
+        _atomic_write_json(Path(files["json"]), result)
+    return result
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, (np.floating, np.integer)):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if hasattr(v, "item") and getattr(v, "shape", None) == ():
+        return v.item()
+    return v
+
+
+def _atomic_write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_jsonable, allow_nan=True))
+    os.replace(tmp, path)
+
+
+def count_params(params) -> int:
+    """Number of scalars in a parameter tree."""
+    import jax
+
+    return int(sum(np.size(x) for x in jax.tree_util.tree_leaves(params)))
+
+
+def _flops_of(compiled) -> float:
+    ca = compiled.cost_analysis()
+    if isinstance(ca, (list, tuple)):  # older jax: one dict per device program
+        ca = ca[0] if ca else {}
+    return float((ca or {}).get("flops", float("nan")))
+
+
+def measure_cost(
+    model_cfg, image_size: int = 224, throughput_batch: int = 32, repeats: int = 20, seed: int = 0
+) -> dict[str, float]:
+    """Parameters (counted), FLOPs (XLA cost analysis), latency (batch 1), throughput.
+
+    Measured on the current default device with random weights (cost does not depend on
+    them). Latency is the median of ``repeats`` timed calls after a warm-up call; throughput
+    is images per second at ``throughput_batch`` (median of max(3, repeats // 4) calls).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from aird_jax.models import build_model
+
+    model = build_model(model_cfg)
+    k1, k2 = jax.random.split(jax.random.key(seed))
+    x1 = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
+    variables = jax.jit(lambda a, b, x: model.init({"params": a, "dropout": b}, x, train=False))(
+        k1, k2, x1
+    )
+    params = count_params(variables["params"])
+
+    @jax.jit
+    def fwd(v, x):
+        return model.apply(v, x, train=False)["logits"]
+
+    flops = _flops_of(fwd.lower(variables, x1).compile())
+
+    def timed(x, n):
+        jax.block_until_ready(fwd(variables, x))  # warm-up (and compile for this shape)
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            jax.block_until_ready(fwd(variables, x))
+            times.append(time.perf_counter() - t0)
+        return float(np.median(times))
+
+    rng = np.random.default_rng(seed)
+    x1 = jnp.asarray(rng.random((1, image_size, image_size, 3), dtype=np.float32))
+    latency = timed(x1, repeats)
+    xb = jnp.asarray(rng.random((throughput_batch, image_size, image_size, 3), dtype=np.float32))
+    tb = timed(xb, max(3, repeats // 4))
+    return {
+        "params": params,
+        "flops": flops,
+        "latency_ms": 1000.0 * latency,
+        "throughput": throughput_batch / tb,
+        "throughput_batch": throughput_batch,
+        "image_size": image_size,
+    }
