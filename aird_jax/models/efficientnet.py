@@ -1,0 +1,382 @@
+"""EfficientNet B0..B7 (Tan & Le, 2019) in Flax, classifier removed.
+
+The layout mirrors the public PyTorch checkpoints (timm ``efficientnet_b*`` and
+``tf_efficientnet_b*``) module for module, so that ImageNet weights port by renaming keys
+(see ``port.py``):
+stem ``conv_stem``/``bn1``, blocks ``blocks_{stage}_{index}`` with ``conv_pw``/``bn1``/``conv_dw``/
+``bn2``/``se``/``conv_pwl``/``bn3``, head ``conv_head``/``bn2``, then global average pooling.
+
+Two padding modes, because checkpoints differ: ``symmetric`` (PyTorch: pad ``(k - 1) // 2`` on each
+side) and ``same`` (TensorFlow: pad so that ``out = ceil(in / stride)``, extra pixel at the end).
+
+Depthwise convolutions have two implementations over the same ``(k, k, 1, C)`` kernel: XLA's native
+grouped convolution (fast on GPU/TPU) and a sum of ``k * k`` shifted, strided slices (much faster on
+CPU, where XLA's grouped convolution and its gradient are slow). ``depthwise="auto"`` picks by
+backend at trace time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+Dtype = Any
+Padding = str  # "symmetric" | "same"
+
+PADDINGS = ("symmetric", "same")
+DEPTHWISE_IMPLS = ("auto", "native", "shifted")
+
+# (block type, repeats, kernel, stride, expansion, out channels); SE ratio 0.25 everywhere.
+_BASE_ARCH: tuple[tuple[str, int, int, int, int, int], ...] = (
+    ("ds", 1, 3, 1, 1, 16),
+    ("ir", 2, 3, 2, 6, 24),
+    ("ir", 2, 5, 2, 6, 40),
+    ("ir", 3, 3, 2, 6, 80),
+    ("ir", 3, 5, 1, 6, 112),
+    ("ir", 4, 5, 2, 6, 192),
+    ("ir", 1, 3, 1, 6, 320),
+)
+_SE_RATIO = 0.25
+_STEM = 32
+_HEAD = 1280
+
+# name -> (width multiplier, depth multiplier, native resolution). Compound scaling from the paper;
+# "efficientnet_tiny" is ours: a very small member for tests and the CPU quickstart.
+VARIANTS: dict[str, tuple[float, float, int]] = {
+    "efficientnet_b0": (1.0, 1.0, 224),
+    "efficientnet_b1": (1.0, 1.1, 240),
+    "efficientnet_b2": (1.1, 1.2, 260),
+    "efficientnet_b3": (1.2, 1.4, 300),
+    "efficientnet_b4": (1.4, 1.8, 380),
+    "efficientnet_b5": (1.6, 2.2, 456),
+    "efficientnet_b6": (1.8, 2.6, 528),
+    "efficientnet_b7": (2.0, 3.1, 600),
+    "efficientnet_tiny": (0.25, 0.3, 64),
+}
+
+# BatchNorm hyper-parameters of the checkpoint source. Flax momentum = 1 - PyTorch momentum.
+# PyTorch-trained (symmetric padding): eps 1e-5, torch momentum 0.1. TF-trained (same padding):
+# eps 1e-3, decay 0.99 as in the original TF implementation.
+BN_DEFAULTS: dict[str, tuple[float, float]] = {
+    "symmetric": (1e-5, 0.9),
+    "same": (1e-3, 0.99),
+}
+
+
+def make_divisible(v: float, divisor: int = 8, round_limit: float = 0.9) -> int:
+    """Nearest multiple of ``divisor``, never more than 10% below ``v`` (EfficientNet rounding)."""
+    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    if new_v < round_limit * v:
+        new_v += divisor
+    return new_v
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockSpec:
+    kind: str  # "ds" (depthwise-separable) or "ir" (inverted residual / MBConv)
+    stage: int
+    index: int
+    in_chs: int
+    out_chs: int
+    kernel: int
+    stride: int
+    expand: int
+    se_chs: int
+    drop_path: float
+
+    @property
+    def name(self) -> str:
+        return f"blocks_{self.stage}_{self.index}"
+
+    @property
+    def has_skip(self) -> bool:
+        return self.stride == 1 and self.in_chs == self.out_chs
+
+
+def arch_spec(variant: str, drop_path_rate: float = 0.2) -> tuple[int, list[BlockSpec], int]:
+    """(stem channels, block specs, head channels) for a variant, by compound scaling."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown EfficientNet {variant!r}; choose from {sorted(VARIANTS)}")
+    width, depth, _ = VARIANTS[variant]
+    stem = make_divisible(_STEM * width)
+    repeats = [int(math.ceil(r * depth)) for _, r, *_ in _BASE_ARCH]
+    total = sum(repeats)
+    blocks: list[BlockSpec] = []
+    in_chs, idx = stem, 0
+    for stage, ((kind, _, k, s, e, c), n) in enumerate(zip(_BASE_ARCH, repeats)):
+        out = make_divisible(c * width)
+        for i in range(n):
+            mid = in_chs * e
+            # SE width is a fraction of the block INPUT channels, computed as in the reference
+            # implementation (ratio divided by the expansion, applied to the expanded width).
+            se = round(mid * (_SE_RATIO / e))
+            blocks.append(
+                BlockSpec(
+                    kind,
+                    stage,
+                    i,
+                    in_chs,
+                    out,
+                    k,
+                    s if i == 0 else 1,
+                    e,
+                    se,
+                    drop_path_rate * idx / total,
+                )
+            )
+            in_chs, idx = out, idx + 1
+    return stem, blocks, make_divisible(_HEAD * width)
+
+
+def num_features(variant: str) -> int:
+    """Width of the pooled feature vector (1792 for B4)."""
+    return arch_spec(variant)[2]
+
+
+def _pads(size: int, k: int, s: int, padding: Padding) -> tuple[int, int]:
+    if padding == "symmetric":
+        p = ((s - 1) + (k - 1)) // 2
+        return p, p
+    total = max((-(-size // s) - 1) * s + k - size, 0)
+    return total // 2, total - total // 2
+
+
+def resolve_depthwise(impl: str) -> str:
+    """``auto`` -> ``shifted`` on CPU (grouped conv is slow there), else ``native``."""
+    if impl not in DEPTHWISE_IMPLS:
+        raise ValueError(f"depthwise={impl!r}; choose from {DEPTHWISE_IMPLS}")
+    if impl == "auto":
+        return "shifted" if jax.default_backend() == "cpu" else "native"
+    return impl
+
+
+def depthwise_conv(
+    x: jax.Array, kernel: jax.Array, stride: int, padding: Padding, impl: str = "auto"
+) -> jax.Array:
+    """Depthwise 2-D convolution, NHWC input, ``(k, k, 1, C)`` kernel, both impls share params."""
+    k = kernel.shape[0]
+    ph = _pads(x.shape[1], k, stride, padding)
+    pw = _pads(x.shape[2], k, stride, padding)
+    if resolve_depthwise(impl) == "native":
+        return lax.conv_general_dilated(
+            x,
+            kernel,
+            (stride, stride),
+            (ph, pw),
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            feature_group_count=x.shape[-1],
+        )
+    xp = jnp.pad(x, ((0, 0), ph, pw, (0, 0)))
+    ho = (xp.shape[1] - k) // stride + 1
+    wo = (xp.shape[2] - k) // stride + 1
+    b, c = x.shape[0], x.shape[-1]
+    out = None
+    for i in range(k):
+        for j in range(k):
+            tap = lax.slice(
+                xp,
+                (0, i, j, 0),
+                (b, i + stride * (ho - 1) + 1, j + stride * (wo - 1) + 1, c),
+                (1, stride, stride, 1),
+            )
+            term = tap * kernel[i, j, 0]
+            out = term if out is None else out + term
+    return out
+
+
+def _conv_init(groups_equal_out: bool = False) -> nn.initializers.Initializer:
+    # "fan_out" normal init as in the reference EfficientNet; for depthwise kernels fan_out = k*k.
+    if groups_equal_out:
+
+        def init(key, shape, dtype=jnp.float32):
+            std = math.sqrt(2.0 / (shape[0] * shape[1]))
+            return std * jax.random.normal(key, shape, dtype)
+
+        return init
+    return nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+
+class Conv(nn.Module):
+    """Dense 2-D conv (HWIO kernel); 1x1 stride-1 convs run as a matmul (cheaper on CPU)."""
+
+    features: int
+    kernel: int = 1
+    stride: int = 1
+    padding: Padding = "symmetric"
+    use_bias: bool = False
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        k = self.param(
+            "kernel",
+            _conv_init(),
+            (self.kernel, self.kernel, x.shape[-1], self.features),
+            self.param_dtype,
+        )
+        x, k = x.astype(self.dtype), k.astype(self.dtype)
+        if self.kernel == 1 and self.stride == 1:
+            y = lax.dot_general(x, k[0, 0], (((x.ndim - 1,), (0,)), ((), ())))
+        else:
+            ph = _pads(x.shape[1], self.kernel, self.stride, self.padding)
+            pw = _pads(x.shape[2], self.kernel, self.stride, self.padding)
+            y = lax.conv_general_dilated(
+                x,
+                k,
+                (self.stride, self.stride),
+                (ph, pw),
+                dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            )
+        if self.use_bias:
+            bias = self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
+            y = y + bias.astype(self.dtype)
+        return y
+
+
+class DepthwiseConv(nn.Module):
+    kernel: int
+    stride: int = 1
+    padding: Padding = "symmetric"
+    impl: str = "auto"
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        k = self.param(
+            "kernel",
+            _conv_init(True),
+            (self.kernel, self.kernel, 1, x.shape[-1]),
+            self.param_dtype,
+        )
+        return depthwise_conv(
+            x.astype(self.dtype), k.astype(self.dtype), self.stride, self.padding, self.impl
+        )
+
+
+class SqueezeExcite(nn.Module):
+    reduced: int
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kw = dict(use_bias=True, dtype=self.dtype, param_dtype=self.param_dtype)
+        s = jnp.mean(x, axis=(1, 2), keepdims=True)
+        s = nn.silu(Conv(self.reduced, name="conv_reduce", **kw)(s))
+        s = Conv(x.shape[-1], name="conv_expand", **kw)(s)
+        return x * nn.sigmoid(s)
+
+
+def drop_path(x: jax.Array, rate: float, rng: jax.Array) -> jax.Array:
+    """Stochastic depth: drop the whole residual branch per sample, rescale the kept ones."""
+    keep = jax.random.bernoulli(rng, 1.0 - rate, (x.shape[0],) + (1,) * (x.ndim - 1))
+    return jnp.where(keep, x / (1.0 - rate), jnp.zeros((), x.dtype))
+
+
+class MBBlock(nn.Module):
+    """Depthwise-separable ("ds") or inverted-residual MBConv ("ir") block with SE."""
+
+    spec: BlockSpec
+    padding: Padding
+    depthwise: str
+    bn_eps: float
+    bn_momentum: float
+    axis_name: str | None = None
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    def bn(self, name: str) -> nn.BatchNorm:
+        return nn.BatchNorm(
+            momentum=self.bn_momentum,
+            epsilon=self.bn_eps,
+            axis_name=self.axis_name,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name=name,
+        )
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        sp = self.spec
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        shortcut = x
+        if sp.kind == "ir":
+            x = Conv(sp.in_chs * sp.expand, name="conv_pw", **kw)(x)
+            x = nn.silu(self.bn(name="bn1")(x, use_running_average=not train))
+            dw_bn, out_bn = "bn2", "bn3"
+        else:
+            dw_bn, out_bn = "bn1", "bn2"
+        x = DepthwiseConv(sp.kernel, sp.stride, self.padding, self.depthwise, name="conv_dw", **kw)(
+            x
+        )
+        x = nn.silu(self.bn(name=dw_bn)(x, use_running_average=not train))
+        x = SqueezeExcite(sp.se_chs, name="se", **kw)(x)
+        x = Conv(sp.out_chs, name="conv_pwl" if sp.kind == "ir" else "conv_pw", **kw)(x)
+        x = self.bn(name=out_bn)(x, use_running_average=not train)
+        if sp.has_skip:
+            if train and sp.drop_path > 0:
+                x = drop_path(x, sp.drop_path, self.make_rng("dropout"))
+            x = x + shortcut
+        return x
+
+
+class EfficientNet(nn.Module):
+    """EfficientNet feature extractor: ``[B, H, W, C] -> [B, num_features]`` (pooled).
+
+    Inputs are expected already normalised (ImageNet mean/std); the detector does that.
+    ``axis_name`` makes every BatchNorm use cross-replica statistics.
+    """
+
+    variant: str = "efficientnet_b4"
+    padding: Padding = "symmetric"
+    drop_path_rate: float = 0.2
+    depthwise: str = "auto"
+    bn_eps: float | None = None  # None: per checkpoint source (BN_DEFAULTS[padding])
+    bn_momentum: float | None = None
+    axis_name: str | None = None
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        if self.padding not in PADDINGS:
+            raise ValueError(f"padding={self.padding!r}; choose from {PADDINGS}")
+        stem, blocks, head = arch_spec(self.variant, self.drop_path_rate)
+        eps, mom = BN_DEFAULTS[self.padding]
+        eps = eps if self.bn_eps is None else self.bn_eps
+        mom = mom if self.bn_momentum is None else self.bn_momentum
+        bn = lambda name: nn.BatchNorm(  # noqa: E731
+            momentum=mom,
+            epsilon=eps,
+            axis_name=self.axis_name,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            name=name,
+        )
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        x = Conv(stem, 3, 2, self.padding, name="conv_stem", **kw)(x)
+        x = nn.silu(bn("bn1")(x, use_running_average=not train))
+        for sp in blocks:
+            x = MBBlock(
+                sp, self.padding, self.depthwise, eps, mom, self.axis_name, name=sp.name, **kw
+            )(x, train)
+        x = Conv(head, name="conv_head", **kw)(x)
+        x = nn.silu(bn("bn2")(x, use_running_average=not train))
+        return jnp.mean(x, axis=(1, 2))
+
+
+def count_params(tree: Any) -> int:
+    return sum(math.prod(p.shape) for p in jax.tree.leaves(tree))
+
+
+def block_names(variant: str) -> Sequence[str]:
+    return [b.name for b in arch_spec(variant)[1]]

@@ -1,0 +1,178 @@
+"""Strict port of timm EfficientNet checkpoints to our Flax variables, and the weights file format.
+
+``port_timm_efficientnet`` maps every leaf of our module to its timm state-dict key
+(``blocks_2_1/conv_dw/kernel`` <- ``blocks.2.1.conv_dw.weight``), transposes OIHW -> HWIO and
+asserts each shape. Nothing is silently dropped: source keys that are neither used nor explicitly
+ignored (BatchNorm ``num_batches_tracked``, the ImageNet ``classifier``) and our leaves without a
+source are listed in the error, as are shape mismatches.
+
+Weights file: flax msgpack of ``{"params", "batch_stats"}`` (numpy arrays) plus a sidecar
+``<file>.json`` recording the model, padding, source name and the source file's sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import serialization, traverse_util
+
+from aird_jax.models.efficientnet import VARIANTS, EfficientNet
+
+IGNORED_KEY_PATTERNS = (r".*\.num_batches_tracked$", r"^classifier\..*")
+_LEAF_TO_TIMM = {
+    ("params", "kernel"): "weight",
+    ("params", "scale"): "weight",
+    ("params", "bias"): "bias",
+    ("batch_stats", "mean"): "running_mean",
+    ("batch_stats", "var"): "running_var",
+}
+FORMAT = "aird_jax.flax_msgpack.v1"
+
+
+def resolve_model_name(model_name: str) -> tuple[str, str]:
+    """``"timm/tf_efficientnet_b4.ns_jft_in1k"`` -> (``"efficientnet_b4"``, ``"same"``)."""
+    name = model_name.split("/")[-1].split(".")[0]
+    padding = "symmetric"
+    if name.startswith("tf_"):
+        name, padding = name[3:], "same"
+    if name not in VARIANTS or name == "efficientnet_tiny":
+        raise ValueError(
+            f"cannot port {model_name!r}: expected a timm EfficientNet name such as "
+            f"efficientnet_b4 or tf_efficientnet_b4 (B0..B7)."
+        )
+    return name, padding
+
+
+def template(variant: str, padding: str, in_channels: int = 3) -> dict[tuple[str, ...], Any]:
+    """Flattened ``{(collection, *module path, leaf): ShapeDtypeStruct}`` of our EfficientNet."""
+    model = EfficientNet(variant, padding)
+    shapes = jax.eval_shape(
+        lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, in_channels)))
+    )
+    return traverse_util.flatten_dict(dict(shapes))
+
+
+def timm_key(path: tuple[str, ...]) -> str:
+    collection, *modules, leaf = path
+    mods = [re.sub(r"^blocks_(\d+)_(\d+)$", r"blocks.\1.\2", m) for m in modules]
+    return ".".join(mods + [_LEAF_TO_TIMM[(collection, leaf)]])
+
+
+def _to_flax(arr: np.ndarray, target_ndim: int) -> np.ndarray:
+    # PyTorch conv weights are OIHW (depthwise: C,1,k,k); ours are HWIO (depthwise: k,k,1,C).
+    if arr.ndim == 4 and target_ndim == 4:
+        return np.transpose(arr, (2, 3, 1, 0))
+    return arr
+
+
+def port_timm_efficientnet(
+    state_dict: Mapping[str, Any],
+    model_name: str,
+    padding: str | None = None,
+    dtype: Any = None,
+) -> dict[str, Any]:
+    """timm EfficientNet state dict (flat ``{key: array}``) -> our ``{"params", "batch_stats"}``.
+
+    ``padding`` defaults from the name (``tf_*`` = "same"). ``dtype`` None keeps the source dtype.
+    """
+    variant, default_padding = resolve_model_name(model_name)
+    padding = padding or default_padding
+    sd = {k: np.asarray(v) for k, v in state_dict.items()}
+    flat: dict[tuple[str, ...], np.ndarray] = {}
+    missing, bad_shape, used = [], [], set()
+    for path, spec in template(variant, padding).items():
+        key = timm_key(path)
+        if key not in sd:
+            missing.append(f"{key} (for {'/'.join(path)})")
+            continue
+        used.add(key)
+        arr = _to_flax(sd[key], len(spec.shape))
+        if arr.shape != spec.shape:
+            bad_shape.append(f"{key}: source {sd[key].shape} -> {arr.shape}, expected {spec.shape}")
+            continue
+        flat[path] = arr if dtype is None else arr.astype(dtype)
+    ignored = {k for k in sd if any(re.match(p, k) for p in IGNORED_KEY_PATTERNS)}
+    unexpected = sorted(set(sd) - used - ignored)
+    if missing or unexpected or bad_shape:
+        lines = [f"checkpoint does not match {model_name} ({variant}, padding={padding}):"]
+        for title, items in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("shape mismatch", bad_shape),
+        ):
+            if items:
+                lines.append(
+                    f"  {len(items)} {title} key(s): "
+                    + ", ".join(items[:20])
+                    + (" ..." if len(items) > 20 else "")
+                )
+        raise ValueError("\n".join(lines))
+    return traverse_util.unflatten_dict(flat)
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_state_dict(path: str | Path) -> dict[str, np.ndarray]:
+    """Flat ``{key: array}`` from ``.safetensors`` (no torch needed) or ``.pth``/``.bin``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.numpy import load_file
+
+        return dict(load_file(str(path)))
+    try:
+        import torch
+    except ImportError as e:  # pragma: no cover - torch is in the test extra
+        raise ImportError(
+            f"reading {path.name} needs torch (pip install torch); or use a .safetensors file"
+        ) from e
+    obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    for nest in ("state_dict", "model", "state_dict_ema"):
+        if isinstance(obj, dict) and nest in obj and isinstance(obj[nest], dict):
+            obj = obj[nest]
+            break
+    out = {}
+    for k, v in obj.items():
+        k = k.removeprefix("module.")
+        out[k] = v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)
+    return out
+
+
+def sidecar_path(path: str | Path) -> Path:
+    return Path(str(path) + ".json")
+
+
+def save_variables(variables: Mapping[str, Any], path: str | Path, meta: Mapping[str, Any]) -> None:
+    """Write the msgpack weights file and its JSON sidecar (atomically, via a temp file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = serialization.msgpack_serialize(jax.tree.map(np.asarray, dict(variables)))
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    meta = dict(meta, format=FORMAT, sha256_weights=hashlib.sha256(data).hexdigest())
+    sidecar_path(path).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+
+def load_variables(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(variables, sidecar metadata) from a file written by :func:`save_variables`."""
+    path = Path(path)
+    variables = serialization.msgpack_restore(path.read_bytes())
+    side = sidecar_path(path)
+    meta = json.loads(side.read_text()) if side.is_file() else {}
+    return variables, meta
