@@ -1,0 +1,199 @@
+"""ImageNet Xception weights from PyTorch checkpoints into the Flax `XceptionTrunk`.
+
+Sources: timm's `legacy_xception` (Cadene's port of the Keras ImageNet weights, hub id
+`timm/legacy_xception.tf_in1k`) as `.safetensors` or `.pth`, and checkpoints that use the same
+layer names under a prefix (`module.`, `model.`, FaceForensics++' `model.` wrapper, where pointwise
+kernels may be stored 2-D). The port is strict, like efficientnet-jax's: every source key is used
+or explicitly ignored (the classifier, `num_batches_tracked`), every target leaf is filled, every
+shape is asserted, and all problems are listed in one error.
+
+Key mapping (timm -> Flax): `block3.rep.4.pointwise.weight` -> params `block3/rep_4/pointwise/
+kernel`; conv weights OIHW -> HWIO (depthwise [C,1,k,k] -> [k,k,1,C]); BatchNorm weight/bias ->
+scale/bias, running_mean/var -> batch_stats mean/var.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+
+from aird_jax.models.baselines import XceptionTrunk
+
+DEFAULT_SOURCE = "timm/legacy_xception.tf_in1k"
+# Keys that are not part of the trunk: ImageNet classifiers under their various names.
+_IGNORED_PREFIXES = ("fc.", "last_linear.", "classifier.", "head.")
+_STRIP_PREFIXES = ("module.", "model.", "backbone.")
+
+
+def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read a flat {name: array} mapping from .safetensors (no torch needed) or .pth/.pt/.bin."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"Xception checkpoint {path} does not exist. Give a local .safetensors/.pth file of "
+            f"timm's legacy_xception, or download it with "
+            f"aird_jax.models.port_xception.download_xception() ('{DEFAULT_SOURCE}')."
+        )
+    if path.suffix == ".safetensors":
+        from safetensors.numpy import load_file
+
+        return dict(load_file(str(path)))
+    if path.suffix in (".pth", ".pt", ".bin", ".ckpt"):
+        try:
+            import torch
+        except ImportError as e:  # torch is only in the test extra
+            raise ImportError(
+                f"Reading {path.name} needs PyTorch; install torch or convert the checkpoint to "
+                ".safetensors."
+            ) from e
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        for key in ("state_dict", "model", "model_state_dict"):
+            if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+                obj = obj[key]
+        if not isinstance(obj, Mapping):
+            raise ValueError(f"{path} holds a {type(obj).__name__}, not a state dict.")
+        return {k: v.detach().cpu().numpy() for k, v in obj.items() if hasattr(v, "detach")}
+    raise ValueError(
+        f"Unsupported checkpoint type {path.suffix!r} for {path}; use .safetensors or .pth."
+    )
+
+
+def download_xception(source: str = DEFAULT_SOURCE, cache_dir: str | None = None) -> Path:
+    """Fetch the timm checkpoint from the Hugging Face Hub (optional `download` extra)."""
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError as e:
+        raise ImportError(
+            "Downloading needs huggingface_hub (pip install 'aird_jax[download]'); or pass a local "
+            "checkpoint file instead."
+        ) from e
+    return Path(hf_hub_download(source, "model.safetensors", cache_dir=cache_dir))
+
+
+def trunk_template() -> dict[str, Any]:
+    """ShapeDtypeStructs of XceptionTrunk's variables, without initialising 20M parameters."""
+    return jax.eval_shape(
+        lambda: XceptionTrunk(depthwise="native").init(
+            jax.random.key(0), jnp.zeros((1, 64, 64, 3), jnp.float32)
+        )
+    )
+
+
+def _target(key: str, ndim: int) -> tuple[str, tuple[str, ...]] | None:
+    """timm key -> (collection, Flax path); None for keys we ignore on purpose."""
+    parts = key.split(".")
+    leaf = parts[-1]
+    if leaf == "num_batches_tracked":
+        return None
+    mods: list[str] = []
+    i = 0
+    while i < len(parts) - 1:
+        if parts[i] == "rep" and i + 1 < len(parts) - 1 and parts[i + 1].isdigit():
+            mods.append(f"rep_{parts[i + 1]}")
+            i += 2
+        else:
+            mods.append(parts[i])
+            i += 1
+    if leaf == "weight":
+        return "params", (*mods, "kernel" if ndim in (2, 4) else "scale")
+    if leaf == "bias":
+        return "params", (*mods, "bias")
+    if leaf == "running_mean":
+        return "batch_stats", (*mods, "mean")
+    if leaf == "running_var":
+        return "batch_stats", (*mods, "var")
+    return "params", (*mods, leaf)  # unknown leaf: will be reported as unexpected
+
+
+def port_timm_xception(
+    state_dict: Mapping[str, Any], dtype: Any = None
+) -> dict[str, dict[str, Any]]:
+    """Strictly map a timm legacy_xception state dict to {"params", "batch_stats"} of the trunk.
+
+    `dtype=None` keeps the checkpoint's dtype (float64 stays float64 for the parity test).
+
+    Raises ValueError listing every missing, unexpected and mis-shaped key."""
+    template = {
+        col: {p: tuple(s.shape) for p, s in traverse_util.flatten_dict(tree).items()}
+        for col, tree in trunk_template().items()
+    }
+    out: dict[str, dict[tuple[str, ...], np.ndarray]] = {col: {} for col in template}
+    unexpected, bad_shape, ignored = [], [], []
+    seen_bad: set[tuple[str, tuple[str, ...]]] = set()
+    for raw_key, value in state_dict.items():
+        key = raw_key
+        for prefix in _STRIP_PREFIXES:
+            key = key.removeprefix(prefix)
+        if key.startswith(_IGNORED_PREFIXES):
+            ignored.append(raw_key)
+            continue
+        arr = np.asarray(value)
+        tgt = _target(key, arr.ndim)
+        if tgt is None:
+            ignored.append(raw_key)
+            continue
+        col, path = tgt
+        if col not in template or path not in template[col]:
+            unexpected.append(raw_key)
+            continue
+        want = template[col][path]
+        if path[-1] == "kernel":
+            if arr.ndim == 2 and len(want) == 4 and want[:2] == (1, 1):
+                arr = arr[:, :, None, None]  # old Cadene/FF++ files store 1x1 kernels as [O, I]
+            if arr.ndim == 4:
+                arr = arr.transpose(2, 3, 1, 0)  # OIHW -> HWIO
+        if arr.shape != want:
+            seen_bad.add((col, path))
+            bad_shape.append(f"{raw_key}: {tuple(np.shape(value))} -> {arr.shape}, want {want}")
+            continue
+        if path in out[col]:
+            unexpected.append(f"{raw_key} (duplicate of an earlier key)")
+            continue
+        out[col][path] = np.asarray(arr, dtype=dtype)
+    missing = [
+        f"{col}/{'/'.join(p)}"
+        for col, flat in template.items()
+        for p in flat
+        if p not in out[col] and (col, p) not in seen_bad
+    ]
+    if missing or unexpected or bad_shape:
+        lines = ["Xception checkpoint does not match aird_jax's XceptionTrunk:"]
+        for title, items in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("shape mismatch", bad_shape),
+        ):
+            if items:
+                lines.append(f"  {title} ({len(items)}): " + ", ".join(items[:20]))
+                if len(items) > 20:
+                    lines.append(f"    ... and {len(items) - 20} more")
+        lines.append(f"Expected a timm legacy_xception checkpoint (e.g. {DEFAULT_SOURCE}).")
+        raise ValueError("\n".join(lines))
+    return {col: traverse_util.unflatten_dict(flat) for col, flat in out.items()}
+
+
+def load_xception_backbone(
+    variables: Mapping[str, Any], checkpoint: str | os.PathLike
+) -> dict[str, Any]:
+    """Return `variables` with `rgb_backbone` (params + batch_stats) replaced by the checkpoint's.
+
+    The heads (`classifier`, `projection`) keep their fresh initialisation."""
+    ported = port_timm_xception(load_state_dict(checkpoint))
+    new = {col: dict(tree) for col, tree in variables.items()}
+    for col, tree in ported.items():
+        if "rgb_backbone" not in new.get(col, {}):
+            raise ValueError(
+                f"variables[{col!r}] has no 'rgb_backbone'; build the model with "
+                "model.name='xception'."
+            )
+        old = new[col]["rgb_backbone"]
+        want = jax.tree.map(lambda a: a.dtype, old)
+        new[col]["rgb_backbone"] = jax.tree.map(lambda a, d: jnp.asarray(a, d), tree, want)
+    return new
