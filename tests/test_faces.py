@@ -314,3 +314,26 @@ def test_corrupt_stream_is_recorded_not_fatal(tmp_path, extractor):
 def test_missing_folder_message(tmp_path):
     with pytest.raises(FileNotFoundError, match="data/README.md"):
         extract_dataset(tmp_path / "nope", tmp_path / "out", progress=False)
+
+
+@pytest.mark.parametrize("scale", [2.6, 0.8])  # frame face larger (shrink path) / smaller
+def test_align_matches_skimage_warp(extractor, scale):
+    """Known similarity: the crop must equal skimage's warp of the frame (smooth image)."""
+    from scipy import ndimage
+    from skimage import data
+    from skimage.transform import SimilarityTransform, warp
+
+    frame = ndimage.gaussian_filter(
+        np.asarray(data.astronaut(), np.float64), sigma=(3, 3, 0)
+    )  # smooth, so area averaging and bilinear sampling agree
+    frame = np.clip(np.rint(frame), 0, 255).astype(np.uint8)
+    # crop -> frame map; landmarks are the template pushed through it.
+    tform = SimilarityTransform(scale=scale, rotation=np.deg2rad(12), translation=(60.0, 40.0))
+    landmarks = tform(extractor.template)
+    crop, m = extractor.align(frame, landmarks)
+    np.testing.assert_allclose(m[:, :2], np.linalg.inv(tform.params)[:2, :2], atol=1e-9)
+    ref = warp(frame, tform, output_shape=(224, 224), order=1, preserve_range=True)
+    inside = ref.sum(-1) > 0  # ignore the black border the frame may not cover
+    diff = np.abs(crop.astype(float) - ref)[inside]
+    assert inside.mean() > 0.5
+    assert diff.mean() < 1.5, diff.mean()
