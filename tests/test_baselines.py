@@ -25,14 +25,15 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from aird_jax.models import baselines
+from aird_jax.models import baselines, build_model, is_backbone_path
 from aird_jax.models.port_xception import port_timm_xception, trunk_template
 
 PUBLISHED_MESO4_PARAMS = 27_977  # Afchar et al. 2018, Sec. 3.1 (Keras, 1 sigmoid output, 256 px)
 
 
-def _cfg(**kw) -> ml_collections.ConfigDict:
-    return ml_collections.ConfigDict({"embed_dim": 128, "dtype": "float32", **kw})
+def _cfg(name: str = "mesonet", **kw) -> ml_collections.ConfigDict:
+    base = {"name": name, "embed_dim": 128, "dtype": "float32", "pretrained": ""}
+    return ml_collections.ConfigDict({**base, **kw})
 
 
 def _count(tree) -> int:
@@ -73,7 +74,7 @@ def test_mesonet_param_count_matches_published_and_torch():
     del torch
     published = _torch_meso4(1, 256)
     assert sum(p.numel() for p in published.parameters()) == PUBLISHED_MESO4_PARAMS
-    model = baselines.build_mesonet(_cfg())
+    model = build_model(_cfg("mesonet"))
     shapes = jax.eval_shape(
         model.init, {"params": jax.random.key(0)}, jnp.zeros((1, 256, 256, 3), jnp.float32)
     )
@@ -104,7 +105,7 @@ def test_mesonet_matches_torch_restatement():
         stats["trunk"][f"bn{i}"] = {"mean": t(bn.running_mean), "var": t(bn.running_var)}
     params["trunk"]["fc"] = {"kernel": t(ref.fc.weight).T, "bias": t(ref.fc.bias)}
 
-    model = baselines.build_mesonet(_cfg())
+    model = build_model(_cfg("mesonet"))
     x = np.random.default_rng(0).uniform(size=(3, size, size, 3)).astype(np.float32)
     shapes = jax.eval_shape(model.init, {"params": jax.random.key(0)}, jnp.asarray(x))
     rng = np.random.default_rng(1)
@@ -120,7 +121,7 @@ def test_mesonet_matches_torch_restatement():
 
 
 def test_mesonet_interface_and_batch_stats():
-    model = baselines.build_mesonet(_cfg())
+    model = build_model(_cfg("mesonet"))
     x = jax.random.uniform(jax.random.key(1), (4, 64, 64, 3))
     v = jax.jit(lambda x: model.init({"params": jax.random.key(0)}, x, train=False))(x)
     out = jax.jit(lambda v, x: model.apply(v, x, train=False))(v, x)
@@ -142,46 +143,51 @@ def test_mesonet_interface_and_batch_stats():
 
 
 @pytest.mark.parametrize(
-    "builder,shape",
-    [
-        (baselines.build_mesonet, (2, 16, 16, 3)),
-        (baselines.build_xception, (2, 64, 64, 1)),
-        (baselines.build_xception, (64, 64, 3)),
-    ],
+    "name,shape",
+    [("mesonet", (2, 16, 16, 3)), ("xception", (2, 64, 64, 1)), ("xception", (64, 64, 3))],
 )
-def test_bad_input_is_a_clear_error(builder, shape):
-    model = builder(_cfg())
+def test_bad_input_is_a_clear_error(name, shape):
+    model = build_model(_cfg(name))
     with pytest.raises(ValueError, match="images|pixels"):
         jax.eval_shape(model.init, jax.random.key(0), jnp.zeros(shape))
 
 
 def test_bad_config_is_a_clear_error():
     with pytest.raises(ValueError, match="depthwise"):
-        baselines.build_xception(_cfg(depthwise="grouped"))
+        build_model(_cfg("xception", depthwise="grouped"))
     with pytest.raises(ValueError, match="dtype"):
-        baselines.build_mesonet(_cfg(dtype="float8"))
+        build_model(_cfg("mesonet", dtype="float8"))
 
 
 # --------------------------------------------------------------------------------- Xception
 
 
 def test_xception_interface_shapes():
-    model = baselines.build_xception(_cfg())
+    model = build_model(_cfg("xception"))
     x = jnp.zeros((2, 96, 96, 3))
     v = jax.eval_shape(model.init, {"params": jax.random.key(0)}, x)
     assert set(v["params"]) == {"rgb_backbone", "classifier", "projection"}
     assert set(v["batch_stats"]) == {"rgb_backbone"}
+    # The pretrained trunk, and only it, gets the 0.1x backbone learning rate.
+    paths = [p for p, _ in jax.tree_util.tree_flatten_with_path(v["params"])[0]]
+    assert {is_backbone_path(p) for p in paths} == {True, False}
+    assert all(is_backbone_path(p) == (p[0].key == "rgb_backbone") for p in paths)
     out = jax.eval_shape(lambda v, x: model.apply(v, x), v, x)
     assert out["logits"].shape == (2, 2)
     assert out["embedding"].shape == (2, 128)
     assert out["features"].shape == (2, baselines.XCEPTION_FEATURES)
 
 
-def test_depthwise_native_and_shifted_agree():
-    x = jax.random.normal(jax.random.key(0), (2, 9, 11, 5))
-    mods = {impl: baselines.DepthwiseConv(3, impl) for impl in ("native", "shifted")}
-    v = jax.jit(mods["native"].init)(jax.random.key(1), x)
-    loss = lambda impl: lambda v, x: jnp.sum(jnp.sin(mods[impl].apply(v, x)))
+def test_xception_block_depthwise_impls_agree():
+    """Same params, native grouped conv vs shifted slices: forward and gradients (an entry-flow
+    block with its strided pool and skip conv, small widths)."""
+    x = jax.random.normal(jax.random.key(0), (2, 11, 9, 8))
+    blocks = {
+        i: baselines.XceptionBlock(8, 16, 2, 2, True, True, depthwise=i)
+        for i in ("native", "shifted")
+    }
+    v = jax.jit(blocks["native"].init)(jax.random.key(1), x)
+    loss = lambda impl: lambda v, x: jnp.sum(jnp.sin(blocks[impl].apply(v, x)))
     fn = jax.jit(jax.value_and_grad(loss("native"), argnums=(0, 1)))(v, x)
     fs = jax.jit(jax.value_and_grad(loss("shifted"), argnums=(0, 1)))(v, x)
     np.testing.assert_allclose(fn[0], fs[0], rtol=1e-5)
@@ -299,7 +305,8 @@ def _xception_parity(tmp: Path) -> dict:
     import torch
     from safetensors.torch import save_file
 
-    from aird_jax.models.port_xception import load_state_dict, load_xception_backbone
+    from aird_jax.models import load_pretrained
+    from aird_jax.models.port_xception import load_state_dict, main
 
     timm = _import_timm()
     torch.manual_seed(0)
@@ -336,14 +343,18 @@ def _xception_parity(tmp: Path) -> dict:
     }
     # The CPU default implementation only: test_depthwise_native_and_shifted_agree covers the
     # other, and torch's float64 depthwise conv is slow enough to keep this to one pass.
-    model = baselines.build_xception(
-        _cfg(depthwise="shifted", dtype="float64", param_dtype="float64")
+    # The user's path: port with the CLI, then model.pretrained -> load_pretrained.
+    ported = main(
+        ["--checkpoint", str(tmp / "xception.safetensors"), "--out", str(tmp / "x.msgpack")]
     )
+    cfg = _cfg("xception", depthwise="shifted", dtype="float64", param_dtype="float64")
+    cfg.pretrained = str(ported)
+    model = build_model(cfg)
     shapes = jax.eval_shape(model.init, {"params": jax.random.key(0)}, jnp.asarray(x))
     rng = np.random.default_rng(1)
     # All float64, batch_stats too (Flax creates them float32 whatever param_dtype is).
     variables = jax.tree.map(lambda s: rng.normal(size=s.shape), shapes)
-    variables = load_xception_backbone(variables, tmp / "xception.safetensors")
+    variables = load_pretrained(variables, cfg)
     res["ours_params"] = _count(variables["params"]["rgb_backbone"])
     res["ours_stats"] = _count(variables["batch_stats"]["rgb_backbone"])
     got = np.asarray(jax.jit(lambda v, x: model.apply(v, x)["features"])(variables, x))

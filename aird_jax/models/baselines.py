@@ -27,6 +27,11 @@ import jax.numpy as jnp
 import ml_collections
 from flax import linen as nn
 
+# Shared with the detector: the depthwise conv (native grouped conv or shifted slices, chosen per
+# backend) and the SupCon projection head, so baselines and detector train the same way.
+from aird_jax.models.detector import ProjectionHead
+from aird_jax.models.efficientnet import DepthwiseConv, resolve_depthwise
+
 Dtype = Any
 
 # timm legacy_xception normalises with mean = std = 0.5 (Keras "tf" preprocessing).
@@ -55,72 +60,6 @@ def check_images(x: jax.Array, name: str, min_size: int = MIN_SIZE) -> None:
             f"{name} needs images of at least {min_size}x{min_size} pixels; got "
             f"{x.shape[1]}x{x.shape[2]}. Set data.image_size to {min_size} or more."
         )
-
-
-def resolve_depthwise(impl: str) -> str:
-    """'auto' -> shifted slices on CPU (XLA's grouped conv is several times slower there),
-    the native grouped convolution on GPU/TPU."""
-    if impl == "auto":
-        return "shifted" if jax.default_backend() == "cpu" else "native"
-    if impl not in ("native", "shifted"):
-        raise ValueError(f"depthwise must be 'auto', 'native' or 'shifted'; got {impl!r}.")
-    return impl
-
-
-class DepthwiseConv(nn.Module):
-    """k x k depthwise convolution, stride 1, symmetric zero padding k // 2, no bias.
-
-    One parameter (`kernel`, [k, k, 1, C], the layout of nn.Conv with feature_group_count=C), two
-    implementations: XLA's grouped convolution ("native") or a sum of k*k shifted slices
-    ("shifted"); they agree to rounding (tested)."""
-
-    kernel_size: int = 3
-    impl: str = "native"
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        k, c = self.kernel_size, x.shape[-1]
-        kernel = self.param("kernel", _conv_init, (k, k, 1, c), self.param_dtype)
-        x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
-        p = k // 2
-        if self.impl == "native":
-            return jax.lax.conv_general_dilated(
-                x,
-                kernel,
-                window_strides=(1, 1),
-                padding=((p, p), (p, p)),
-                dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                feature_group_count=c,
-            )
-        h, w = x.shape[1], x.shape[2]
-        xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
-        out = None
-        for i in range(k):
-            for j in range(k):
-                term = xp[:, i : i + h, j : j + w, :] * kernel[i, j, 0]
-                out = term if out is None else out + term
-        return out
-
-
-class ProjectionHead(nn.Module):
-    """Dense 256 -> ReLU -> Dense embed_dim -> L2 normalise (the detector's SupCon head)."""
-
-    embed_dim: int = 128
-    hidden: int = 256
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        dense = lambda n, name: nn.Dense(
-            n, dtype=self.dtype, param_dtype=self.param_dtype, name=name
-        )
-        z = nn.relu(dense(self.hidden, "dense1")(x))
-        z = dense(self.embed_dim, "dense2")(z).astype(jnp.float32)
-        # eps keeps the gradient finite for an all-zero vector.
-        return z / jnp.sqrt(jnp.sum(z * z, axis=-1, keepdims=True) + 1e-12)
 
 
 # ----------------------------------------------------------------------------------- Meso-4
@@ -174,7 +113,7 @@ class MesoNet(nn.Module):
         feats = Meso4Trunk(self.axis_name, self.dropout, name="trunk", **kw)(x, train)
         h = nn.Dropout(self.dropout)(feats, deterministic=not train)
         logits = nn.Dense(2, name="classifier", **kw)(h)
-        emb = ProjectionHead(self.embed_dim, name="projection", **kw)(feats)
+        emb = ProjectionHead(embed_dim=self.embed_dim, name="projection", **kw)(feats)
         return {
             "logits": logits.astype(jnp.float32),
             "embedding": emb,
@@ -196,7 +135,7 @@ class SeparableConv(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         kw = {"dtype": self.dtype, "param_dtype": self.param_dtype}
-        x = DepthwiseConv(3, self.depthwise, name="conv1", **kw)(x)
+        x = DepthwiseConv(3, 1, "symmetric", self.depthwise, name="conv1", **kw)(x)
         return nn.Conv(
             self.features, (1, 1), use_bias=False, kernel_init=_conv_init, name="pointwise", **kw
         )(x)
@@ -321,12 +260,12 @@ class XceptionNet(nn.Module):
         kw = {"dtype": self.dtype, "param_dtype": self.param_dtype}
         mean = jnp.asarray(XCEPTION_MEAN, x.dtype)
         std = jnp.asarray(XCEPTION_STD, x.dtype)
-        feats = XceptionTrunk(
-            self.axis_name, resolve_depthwise(self.depthwise), name="rgb_backbone", **kw
-        )((x - mean) / std, train)
+        feats = XceptionTrunk(self.axis_name, self.depthwise, name="rgb_backbone", **kw)(
+            (x - mean) / std, train
+        )
         h = nn.Dropout(self.dropout)(feats, deterministic=not train)
         logits = nn.Dense(2, name="classifier", **kw)(h)
-        emb = ProjectionHead(self.embed_dim, name="projection", **kw)(feats)
+        emb = ProjectionHead(embed_dim=self.embed_dim, name="projection", **kw)(feats)
         return {"logits": logits.astype(jnp.float32), "embedding": emb, "features": feats}
 
 

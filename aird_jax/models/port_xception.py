@@ -1,5 +1,9 @@
 """ImageNet Xception weights from PyTorch checkpoints into the Flax `XceptionTrunk`.
 
+    python -m aird_jax.models.port_xception --source timm/legacy_xception.tf_in1k   # online
+    python -m aird_jax.models.port_xception --checkpoint model.safetensors         # offline
+    then train with --config.model.name=xception --config.model.pretrained=<out>
+
 Sources: timm's `legacy_xception` (Cadene's port of the Keras ImageNet weights, hub id
 `timm/legacy_xception.tf_in1k`) as `.safetensors` or `.pth`, and checkpoints that use the same
 layer names under a prefix (`module.`, `model.`, FaceForensics++' `model.` wrapper, where pointwise
@@ -14,6 +18,7 @@ scale/bias, running_mean/var -> batch_stats mean/var.
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,45 +29,26 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from aird_jax.models import port as _port
 from aird_jax.models.baselines import XceptionTrunk
 
 DEFAULT_SOURCE = "timm/legacy_xception.tf_in1k"
+DEFAULT_OUT = Path("data") / "weights" / "legacy_xception.msgpack"
 # Keys that are not part of the trunk: ImageNet classifiers under their various names.
 _IGNORED_PREFIXES = ("fc.", "last_linear.", "classifier.", "head.")
 _STRIP_PREFIXES = ("module.", "model.", "backbone.")
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read a flat {name: array} mapping from .safetensors (no torch needed) or .pth/.pt/.bin."""
+    """Flat {name: array} from .safetensors (no torch needed) or .pth/.bin (needs torch)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
-            f"Xception checkpoint {path} does not exist. Give a local .safetensors/.pth file of "
-            f"timm's legacy_xception, or download it with "
-            f"aird_jax.models.port_xception.download_xception() ('{DEFAULT_SOURCE}')."
+            f"Xception checkpoint {path} does not exist. Pass a local .safetensors/.pth file of "
+            f"timm's legacy_xception, or download one with `python -m "
+            f"aird_jax.models.port_xception --source {DEFAULT_SOURCE}` (download_xception())."
         )
-    if path.suffix == ".safetensors":
-        from safetensors.numpy import load_file
-
-        return dict(load_file(str(path)))
-    if path.suffix in (".pth", ".pt", ".bin", ".ckpt"):
-        try:
-            import torch
-        except ImportError as e:  # torch is only in the test extra
-            raise ImportError(
-                f"Reading {path.name} needs PyTorch; install torch or convert the checkpoint to "
-                ".safetensors."
-            ) from e
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-        for key in ("state_dict", "model", "model_state_dict"):
-            if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-                obj = obj[key]
-        if not isinstance(obj, Mapping):
-            raise ValueError(f"{path} holds a {type(obj).__name__}, not a state dict.")
-        return {k: v.detach().cpu().numpy() for k, v in obj.items() if hasattr(v, "detach")}
-    raise ValueError(
-        f"Unsupported checkpoint type {path.suffix!r} for {path}; use .safetensors or .pth."
-    )
+    return _port.load_state_dict(path)
 
 
 def download_xception(source: str = DEFAULT_SOURCE, cache_dir: str | None = None) -> Path:
@@ -179,21 +165,43 @@ def port_timm_xception(
     return {col: traverse_util.unflatten_dict(flat) for col, flat in out.items()}
 
 
-def load_xception_backbone(
-    variables: Mapping[str, Any], checkpoint: str | os.PathLike
-) -> dict[str, Any]:
-    """Return `variables` with `rgb_backbone` (params + batch_stats) replaced by the checkpoint's.
+def port_xception_checkpoint(
+    checkpoint: str | os.PathLike, out: str | os.PathLike, source: str | None = None
+) -> Path:
+    """Port a checkpoint file and write it in the project's weights format (the one
+    `aird_jax.models.load_pretrained` reads for `model.pretrained`), with a JSON sidecar naming
+    the source and its sha256."""
+    checkpoint, out = Path(checkpoint), Path(out)
+    variables = port_timm_xception(load_state_dict(checkpoint))
+    meta = {
+        "model": "legacy_xception",
+        "source": source or str(checkpoint.resolve()),
+        "source_file": checkpoint.name,
+        "sha256": _port.sha256_file(checkpoint),
+    }
+    _port.save_variables(variables, out, meta)
+    return out
 
-    The heads (`classifier`, `projection`) keep their fresh initialisation."""
-    ported = port_timm_xception(load_state_dict(checkpoint))
-    new = {col: dict(tree) for col, tree in variables.items()}
-    for col, tree in ported.items():
-        if "rgb_backbone" not in new.get(col, {}):
-            raise ValueError(
-                f"variables[{col!r}] has no 'rgb_backbone'; build the model with "
-                "model.name='xception'."
-            )
-        old = new[col]["rgb_backbone"]
-        want = jax.tree.map(lambda a: a.dtype, old)
-        new[col]["rgb_backbone"] = jax.tree.map(lambda a, d: jnp.asarray(a, d), tree, want)
-    return new
+
+def main(argv: list[str] | None = None) -> Path:
+    ap = argparse.ArgumentParser(
+        prog="python -m aird_jax.models.port_xception",
+        description="Port timm legacy_xception ImageNet weights for model.name=xception.",
+    )
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--source", help=f"Hugging Face Hub id (e.g. {DEFAULT_SOURCE})")
+    src.add_argument("--checkpoint", help="local .safetensors / .pth state dict")
+    ap.add_argument("--out", default=str(DEFAULT_OUT), help=f"output file (default {DEFAULT_OUT})")
+    args = ap.parse_args(argv)
+    ckpt = download_xception(args.source) if args.source else Path(args.checkpoint)
+    try:
+        out = port_xception_checkpoint(ckpt, args.out, args.source)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(str(e)) from e
+    print(f"wrote {out} (+ {out.name}.json)")
+    print(f"use it with --config.model.name=xception --config.model.pretrained={out}")
+    return out
+
+
+if __name__ == "__main__":
+    main()
