@@ -251,10 +251,12 @@ def make_train_step(
 ) -> Callable:
     """The per-device step: (state, batch) -> (state, metrics). Pure; collectives on AXIS."""
     lam, temp = float(config.loss.lam), float(config.loss.temperature)
-    base_key = jax.random.fold_in(jax.random.key(config.seed), 1)
 
-    def step_fn(state, batch):
-        # Dropout key from (seed, step, device index): reproducible, different per device.
+    def step_fn(state, batch, seed_key):
+        # Dropout key from (seed, step, device index): reproducible, different per device. The
+        # seed's key is an argument (not a constant) so runs that differ only in seed share one
+        # compiled program.
+        base_key = jax.random.wrap_key_data(seed_key)
         key = jax.random.fold_in(
             jax.random.fold_in(base_key, state["step"]), jax.lax.axis_index(AXIS)
         )
@@ -292,7 +294,7 @@ def make_train_step(
             "ce": ce,
             "supcon": con,
             "acc": jax.lax.pmean(acc, AXIS),
-            "grad_norm": optax.global_norm(grads),
+            "grad_norm": optax.tree.norm(grads),
         }
         new_state = {
             "step": state["step"] + 1,
@@ -305,11 +307,18 @@ def make_train_step(
     return step_fn
 
 
+def seed_key_data(seed: int) -> np.ndarray:
+    """Raw key data of the dropout stream for ``seed`` (an argument of the train step)."""
+    return np.asarray(jax.random.key_data(jax.random.fold_in(jax.random.key(seed), 1)))
+
+
 def compile_train_step(step_fn: Callable, par: Parallel) -> Callable:
     if par.mode == "pmap":
         local = [d for d in par.devices if d.process_index == jax.process_index()]
         return jax.pmap(step_fn, axis_name=AXIS, devices=local, donate_argnums=0)
-    mapped = jax.shard_map(step_fn, mesh=par.mesh, in_specs=(P(), P(AXIS)), out_specs=(P(), P()))
+    mapped = jax.shard_map(
+        step_fn, mesh=par.mesh, in_specs=(P(), P(AXIS), P()), out_specs=(P(), P())
+    )
     return jax.jit(mapped, donate_argnums=0)
 
 
@@ -638,6 +647,15 @@ def train_and_evaluate(
             f"the training split has {n_train} examples, fewer than one batch of "
             f"{t.batch_size}; lower train.batch_size"
         )
+    if is_chief:
+        print(
+            f"aird_jax: variant {config.get('variant', '?')} | {par.n} {jax.devices()[0].platform}"
+            f" device(s), {par.mode}, {n_proc} host(s) | {n_train} training examples, "
+            f"{spe} steps/epoch of {t.batch_size} | workdir {workdir}",
+            flush=True,
+        )
+        if config.get("scaled_down"):
+            print(f"NOTE: scaled down from the paper's setting: {config.scaled_down}", flush=True)
     model, host_state, tx, schedules = init_state(config, spe)
     eval_model = __import__("aird_jax.models", fromlist=["build_model"]).build_model(
         config.model, axis_name=None
@@ -691,6 +709,7 @@ def train_and_evaluate(
                 f"(epoch {meta['epoch'] + 1}, step {meta['step_in_epoch']} of {spe})"
             )
     state = par.put_state(host_state)
+    seed_key = par.put_state(seed_key_data(config.seed))
     del host_state
 
     writer = None
@@ -756,7 +775,7 @@ def train_and_evaluate(
                 batch = par.put_batch(
                     {k: np.asarray(v) for k, v in next(it).items() if k in ("image", "label")}
                 )
-                state, m = step_fn(state, batch)
+                state, m = step_fn(state, batch, seed_key)
                 gstep += 1
                 meta["step_in_epoch"] += 1
                 pending.append((gstep, m))

@@ -33,6 +33,7 @@ def _base() -> ml_collections.ConfigDict:
     c.parallel = "shard_map"
     c.num_devices = 0  # 0 = every local device
     c.variant = "late_supcon"  # informational: which variants built this config
+    c.scaled_down = ""  # what a scale variant changed vs the paper (printed at start)
 
     m = c.model = ml_collections.ConfigDict()
     m.name = "detector"
@@ -168,6 +169,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         raise ValueError(f"choose at most one method and one scale variant, got {names}")
     for n in scales:
         _apply_scale(c, n)
+        c.scaled_down = SCALED_DOWN[n]
     for n in methods:
         _apply_method(c, n)
     c.variant = ",".join(names) if names else "late_supcon"

@@ -1,0 +1,327 @@
+"""Train loop: determinism, resume, device-count invariance, early stopping, NaN, bad configs.
+
+The real model (``build_model``) runs here, mostly as the frequency-stream-only detector, whose
+compile time suits CPU CI; the loop, optimiser and collectives are the same for every fusion.
+The data come from a small in-memory source built with grain that honours the data contract
+(``num_examples`` / ``train_loader`` with grain iterator state / padded ``eval_loader``), so these
+tests do not wait for a TFDS build; the real pipeline is exercised by the quickstart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import grain
+import jax
+import numpy as np
+import pytest
+from absl import flags
+from ml_collections import config_flags
+from sklearn.metrics import roc_auc_score
+
+from aird_jax import main as aird_main
+from aird_jax import train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class ToyData:
+    """Contract-shaped in-memory data. Fakes carry a faint 1-pixel checkerboard (a high-frequency
+    artefact the DCT stream can learn); videos are pairs of consecutive same-label images."""
+
+    def __init__(self, size: int = 32, n_train: int = 64, n_val: int = 32, nan_from_step=None):
+        self.size, self.nan_from_step = size, nan_from_step
+        self.splits = {"train": self._make(n_train, size, 11), "val": self._make(n_val, size, 12)}
+
+    @staticmethod
+    def _make(n: int, s: int, seed: int):
+        rng = np.random.default_rng(seed)
+        y = ((np.arange(n) // 2) % 2).astype(np.int32)
+        x = rng.uniform(0.2, 0.8, (n, s, s, 3)).astype(np.float32)
+        checker = (np.indices((s, s)).sum(0) % 2).astype(np.float32)[..., None]
+        x[y == 1] += 0.1 * checker
+        vid = np.array([f"vid{i // 2:03d}" for i in range(n)])
+        return x, y, vid
+
+    def num_examples(self, cfg, split: str) -> int:
+        return len(self.splits[split][1])
+
+    def train_loader(self, cfg, *, seed, batch_size, shard_index=0, shard_count=1):
+        x, y, _ = self.splits[cfg.train_split]
+        nan_from = self.nan_from_step
+
+        def load(i):
+            return {"image": x[i], "label": y[i]}
+
+        ds = (
+            grain.MapDataset.range(len(y))[shard_index::shard_count]
+            .seed(seed)
+            .shuffle()
+            .repeat(None)
+            .map(load)
+            .batch(batch_size, drop_remainder=True)
+        )
+        if nan_from is not None:
+            ds = ds.map_with_index(
+                lambda i, b: {**b, "image": b["image"] * np.nan} if i + 1 >= nan_from else b
+            )
+        return ds
+
+    def eval_loader(self, cfg, split, *, batch_size, **_):
+        x, y, v = self.splits[split]
+        for i in range(0, len(y), batch_size):
+            k = min(batch_size, len(y) - i)
+            pad = batch_size - k
+            yield {
+                "image": np.concatenate([x[i : i + k], np.zeros((pad,) + x.shape[1:], np.float32)]),
+                "label": np.concatenate([y[i : i + k], np.zeros(pad, np.int32)]),
+                "video_id": np.concatenate([v[i : i + k], np.array([""] * pad)]),
+                "mask": np.arange(batch_size) < k,
+            }
+
+
+def smoke_config(**overrides):
+    cfg = train.load_config("configs/late_supcon.py:smoke")
+    cfg.model.fusion = "freq_only"
+    cfg.loss.lam = 0.5  # keep SupCon in the loop, even without the RGB stream
+    for k, v in overrides.items():
+        sec, key = k.split("__")
+        cfg[sec][key] = v
+    return cfg
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compile_cache(tmp_path_factory):
+    """Share compiled programs between the runs of this module (same programs, new objects)."""
+    old = jax.config.jax_compilation_cache_dir
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("xla_cache")))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    yield
+    jax.config.update("jax_compilation_cache_dir", old)
+
+
+@pytest.fixture(scope="module")
+def run_a(tmp_path_factory):
+    wd = tmp_path_factory.mktemp("run_a")
+    summary = train.train_and_evaluate(smoke_config(), wd, data=ToyData())
+    return wd, summary
+
+
+def _variables(workdir, which="latest"):
+    return train.load_run(workdir, which).variables
+
+
+def test_resume_after_crash_is_bitwise_identical(run_a, tmp_path, capsys):
+    wd_a, _ = run_a
+    wd = tmp_path / "b"
+    # Dies after step 5 without saving (like SIGKILL): the latest checkpoint is step 4, mid-epoch 2.
+    with pytest.raises(KeyboardInterrupt):
+        train.train_and_evaluate(smoke_config(), wd, data=ToyData(), _crash_after_step=5)
+    assert train.load_run(wd, "latest").step == 4
+    capsys.readouterr()
+    train.train_and_evaluate(smoke_config(), wd, data=ToyData())
+    out = capsys.readouterr().out
+    assert "Resuming from" in out and "latest step 4" in out
+    a, b = _variables(wd_a), _variables(wd)
+    leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
+    assert len(leaves_a) == len(leaves_b) > 0
+    for u, v in zip(leaves_a, leaves_b):
+        assert np.array_equal(np.asarray(u), np.asarray(v))
+    # Same seed => identical metrics file (no timing fields in it by design).
+    assert (wd / "metrics.jsonl").read_text() == (wd_a / "metrics.jsonl").read_text()
+
+
+def test_different_seed_differs_and_config_change_refused(run_a, tmp_path):
+    wd_a, _ = run_a
+    cfg = smoke_config()
+    cfg.seed = 1
+    train.train_and_evaluate(cfg, tmp_path, data=ToyData())
+    a = [json.loads(x) for x in (wd_a / "metrics.jsonl").read_text().splitlines()]
+    c = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len(a) == len(c) == 2
+    assert a[0]["train_loss"] != c[0]["train_loss"]
+    # Restarting run A's workdir with another learning rate is refused, naming the key.
+    with pytest.raises(ValueError, match=r"different configuration[\s\S]*optim\.lr"):
+        train.train_and_evaluate(smoke_config(optim__lr=3e-4), wd_a, data=ToyData())
+
+
+def test_outputs_and_load_run_agree_with_sklearn(run_a):
+    wd, summary = run_a
+    lines = [json.loads(x) for x in (wd / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2]
+    saved = json.loads((wd / "config.json").read_text())
+    assert saved["config"]["model"]["fusion"] == "freq_only" and "jax" in saved["versions"]
+    assert list((wd / "tensorboard").glob("events.out.tfevents.*"))
+    best = max(lines, key=lambda r: r["frame_auc"])
+    run = train.load_run(wd, "best")
+    assert run.step == best["step"] == summary["best"]["step"]
+    assert run.val_metrics["frame_auc"] == best["frame_auc"]
+    # Independent check of the recorded validation AUCs: rescore with predict_scores, sklearn AUC.
+    x, y, vid = ToyData().splits["val"]
+    s = train.predict_scores(run.model, run.variables, x, batch_size=16)
+    assert roc_auc_score(y, s) == pytest.approx(best["frame_auc"], abs=1e-6)
+    v = sorted(set(vid))
+    vs = [s[vid == k].mean() for k in v]
+    vy = [y[vid == k][0] for k in v]
+    assert roc_auc_score(vy, vs) == pytest.approx(best["video_auc"], abs=1e-6)
+
+
+def test_early_stopping_on_plateau(tmp_path, monkeypatch):
+    # Validation AUC frozen at 0.7: epoch 1 is the best, then `patience` epochs without a gain.
+    def flat(res):
+        return {"frame_auc": 0.7, "video_auc": 0.7, "threshold": 0.5}
+
+    monkeypatch.setattr(train, "validation_metrics", flat)
+    cfg = smoke_config(train__epochs=10, train__patience=2)
+    summary = train.train_and_evaluate(cfg, tmp_path, data=ToyData())
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 3 and "early stopping" in summary["stopped"]
+    assert summary["best"]["epoch"] == 1
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    with pytest.raises(train.TrainingDiverged, match="non-finite.*step 5.*last good checkpoint"):
+        train.train_and_evaluate(smoke_config(), tmp_path, data=ToyData(nan_from_step=5))
+    run = train.load_run(tmp_path, "latest")
+    assert run.step == 4
+    assert all(np.all(np.isfinite(np.asarray(p))) for p in jax.tree.leaves(run.variables))
+
+
+def test_loss_decreases_on_learnable_batch():
+    cfg = smoke_config(optim__lr=1e-3)
+    cfg.model.dropout = cfg.model.freq_dropout = 0.0
+    par = train.make_parallel(cfg)
+    model, hs, tx, _ = train.init_state(cfg, 100)
+    step = train.compile_train_step(train.make_train_step(cfg, model, tx), par)
+    st, key = par.put_state(hs), par.put_state(train.seed_key_data(0))
+    x, y, _ = ToyData().splits["train"]
+    batch = par.put_batch({"image": x[:8], "label": y[:8]})
+    losses = []
+    for _ in range(25):
+        st, m = step(st, batch, key)
+        losses.append(train._fetch_metrics(m, par)["loss"])
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_bad_config_rejected_before_compile(monkeypatch, tmp_path):
+    def no_compile(*a, **k):
+        raise AssertionError("compiled before validating the config")
+
+    monkeypatch.setattr(train, "init_state", no_compile)
+    monkeypatch.setattr(train, "compile_train_step", no_compile)
+    for overrides, pattern in [
+        ({"optim__lr": -1e-4}, "optim.lr"),
+        ({"model__fusion": "middle"}, "fusion"),
+        ({"loss__temperature": 0.0}, "temperature"),
+        ({"train__batch_size": 0}, "batch_size"),
+    ]:
+        with pytest.raises(ValueError, match=pattern):
+            train.train_and_evaluate(smoke_config(**overrides), tmp_path, data=ToyData())
+    cfg = smoke_config()
+    cfg.parallel = "vmap"
+    with pytest.raises(ValueError, match="shard_map"):
+        train.train_and_evaluate(cfg, tmp_path, data=ToyData())
+
+
+def test_typo_override_rejected_naming_valid_keys(monkeypatch):
+    spec = f"--config={REPO / 'configs' / 'late_supcon.py'}:smoke"
+
+    def parse(argv):
+        monkeypatch.setattr(sys, "argv", argv)  # config_flags reads overrides from sys.argv
+        fv = flags.FlagValues()
+        config_flags.DEFINE_config_file("config", None, "", flag_values=fv, lock_config=True)
+        fv(argv)
+        return fv
+
+    assert parse(["prog", spec, "--config.optim.lr=3e-4"]).config.optim.lr == 3e-4
+    argv = ["prog", spec, "--config.optim.lrr=3e-4"]
+    with pytest.raises((AttributeError, KeyError)) as err:
+        parse(argv)
+    msg = aird_main.explain_override_error(argv, err.value)
+    assert "optim has no key 'lrr'" in msg and "weight_decay" in msg and "restart_epochs" in msg
+
+
+def test_variants_are_the_table_rows():
+    rows = {
+        "late_supcon": ("late", 0.5),
+        "late_fusion": ("late", 0.0),
+        "early_fusion": ("early", 0.0),
+        "rgb_only": ("rgb_only", 0.0),
+        "freq_only": ("freq_only", 0.0),
+    }
+    for name, (fusion, lam) in rows.items():
+        c = train.load_config(f"configs/late_supcon.py:{name}")
+        assert (c.model.fusion, c.loss.lam) == (fusion, lam)
+    paper = train.load_config("configs/late_supcon.py")
+    quick = train.load_config("configs/late_supcon.py:quickstart,freq_only")
+    assert (quick.model.fusion, quick.data.name) == ("freq_only", "synthetic_upsampling")
+    assert quick.scaled_down and not paper.scaled_down
+    with pytest.raises(ValueError, match="valid variants"):
+        train.load_config("configs/late_supcon.py:latesupcon")
+
+
+MULTI_DEVICE = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    sys.path.insert(0, {tests!r})
+    from test_train import ToyData, smoke_config
+    from aird_jax import train
+    x, y, _ = ToyData().splits["train"]
+    out = {{}}
+    for mode, n in (("shard_map", 1), ("shard_map", 2), ("pmap", 2)):
+            cfg = smoke_config()
+            cfg.model.dropout = cfg.model.freq_dropout = 0.0  # masks depend on the device index
+            cfg.parallel, cfg.num_devices = mode, n
+            par = train.make_parallel(cfg)
+            model, hs, tx, _ = train.init_state(cfg, 3)
+            step = train.compile_train_step(train.make_train_step(cfg, model, tx), par)
+            st, key = par.put_state(hs), par.put_state(train.seed_key_data(0))
+            traj = []
+            for i in range(3):
+                b = par.put_batch({{"image": x[8 * i: 8 * i + 8], "label": y[8 * i: 8 * i + 8]}})
+                st, m = step(st, b, key)
+                traj.append(train._fetch_metrics(m, par)["loss"])
+            out[f"{{mode}}{{n}}"] = traj
+    cfg = smoke_config()
+    cfg.train.batch_size = 7
+    try:
+        train.make_parallel(cfg)
+        out["indivisible"] = "no error"
+    except ValueError as e:
+        out["indivisible"] = str(e)
+    print("RESULT" + json.dumps(out))
+    """
+)
+
+
+def test_one_vs_two_devices_and_shard_map_vs_pmap(tmp_path):
+    env = dict(
+        os.environ,
+        XLA_FLAGS="--xla_force_host_platform_device_count=2",
+        JAX_PLATFORMS="cpu",
+        # init is the same program for every mode: compile it once
+        JAX_COMPILATION_CACHE_DIR=str(tmp_path / "xla_cache"),
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+    )
+    script = MULTI_DEVICE.format(tests=str(REPO / "tests"))
+    r = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.split("RESULT", 1)[1])
+    ref = np.asarray(out["shard_map1"])
+    assert len(ref) == 3 and np.all(np.isfinite(ref))
+    for k in ("shard_map2", "pmap2"):
+        np.testing.assert_allclose(out[k], ref, atol=1e-5, rtol=0, err_msg=k)
+    assert "not divisible by the 2 devices" in out["indivisible"]
