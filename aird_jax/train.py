@@ -314,8 +314,8 @@ def seed_key_data(seed: int) -> np.ndarray:
 
 def compile_train_step(step_fn: Callable, par: Parallel) -> Callable:
     if par.mode == "pmap":
-        local = [d for d in par.devices if d.process_index == jax.process_index()]
-        return jax.pmap(step_fn, axis_name=AXIS, devices=local, donate_argnums=0)
+        # Multi-host pmap takes every participating device; each host feeds its local ones.
+        return jax.pmap(step_fn, axis_name=AXIS, devices=par.devices, donate_argnums=0)
     mapped = jax.shard_map(
         step_fn, mesh=par.mesh, in_specs=(P(), P(AXIS), P()), out_specs=(P(), P())
     )

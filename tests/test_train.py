@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -34,8 +35,15 @@ class ToyData:
     """Contract-shaped in-memory data. Fakes carry a faint 1-pixel checkerboard (a high-frequency
     artefact the DCT stream can learn); videos are pairs of consecutive same-label images."""
 
-    def __init__(self, size: int = 32, n_train: int = 64, n_val: int = 32, nan_from_step=None):
-        self.size, self.nan_from_step = size, nan_from_step
+    def __init__(
+        self,
+        size: int = 32,
+        n_train: int = 64,
+        n_val: int = 32,
+        nan_from_step=None,
+        sigterm_at_step=None,
+    ):
+        self.size, self.nan_from_step, self.sigterm_at = size, nan_from_step, sigterm_at_step
         self.splits = {"train": self._make(n_train, size, 11), "val": self._make(n_val, size, 12)}
 
     @staticmethod
@@ -70,6 +78,15 @@ class ToyData:
             ds = ds.map_with_index(
                 lambda i, b: {**b, "image": b["image"] * np.nan} if i + 1 >= nan_from else b
             )
+        if self.sigterm_at is not None:
+            k = self.sigterm_at
+
+            def term(i, b):
+                if i + 1 == k:  # as if the scheduler sent SIGTERM while this batch was read
+                    os.kill(os.getpid(), signal.SIGTERM)
+                return b
+
+            ds = ds.map_with_index(term)
         return ds
 
     def eval_loader(self, cfg, split, *, batch_size, **_):
@@ -134,6 +151,18 @@ def test_resume_after_crash_is_bitwise_identical(run_a, tmp_path, capsys):
         assert np.array_equal(np.asarray(u), np.asarray(v))
     # Same seed => identical metrics file (no timing fields in it by design).
     assert (wd / "metrics.jsonl").read_text() == (wd_a / "metrics.jsonl").read_text()
+
+
+def test_sigterm_checkpoints_then_resumes_identically(run_a, tmp_path):
+    wd_a, _ = run_a
+    with pytest.raises(SystemExit) as exc:
+        train.train_and_evaluate(smoke_config(), tmp_path, data=ToyData(sigterm_at_step=2))
+    assert exc.value.code == 143
+    stopped_at = train.load_run(tmp_path, "latest").step
+    assert 1 <= stopped_at < 6
+    train.train_and_evaluate(smoke_config(), tmp_path, data=ToyData())
+    for u, v in zip(jax.tree.leaves(_variables(wd_a)), jax.tree.leaves(_variables(tmp_path))):
+        assert np.array_equal(np.asarray(u), np.asarray(v))
 
 
 def test_different_seed_differs_and_config_change_refused(run_a, tmp_path):
