@@ -1,0 +1,177 @@
+"""Shared machinery of the project's TFDS builders.
+
+Every builder writes the same features, so the pipeline never branches on the dataset:
+
+=============  ==========================================================================
+image          encoded image bytes (PNG for extracted faces, i.e. lossless; the original
+               bytes for face folders and the synthetic set). Read back with
+               ``SkipDecoding`` and decoded by OpenCV in the pipeline.
+label          0 = real, 1 = fake (ClassLabel names ``real`` / ``fake``)
+method         manipulation method / generator name; ``real`` for pristine material
+video_id       ``<method>/<video>`` (unique across methods, e.g. ``Deepfakes/000_003``)
+frame_index    frame number within its video (0 for still images)
+=============  ==========================================================================
+
+Builds use ``file_format="array_record"`` (random access for grain, no TensorFlow).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import tensorflow_datasets as tfds
+from etils import epath
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+_FRAME_RE = re.compile(r"(\d+)$")
+
+
+class DatasetMissingError(FileNotFoundError):
+    """A manual download (or its extracted faces) is missing; the message says what to do."""
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[3]
+
+
+def default_root() -> Path:
+    """``$AIRD_DATA_DIR`` if set, else ``<repo>/data`` (contents git-ignored)."""
+    env = os.environ.get("AIRD_DATA_DIR", "")
+    return Path(env).expanduser() if env else repo_root() / "data"
+
+
+def features() -> tfds.features.FeaturesDict:
+    return tfds.features.FeaturesDict(
+        {
+            # encoding_format=None: bytes are stored exactly as given (no re-encoding).
+            "image": tfds.features.Image(shape=(None, None, 3), encoding_format=None),
+            "label": tfds.features.ClassLabel(names=["real", "fake"]),
+            "method": tfds.features.Text(),
+            "video_id": tfds.features.Text(),
+            "frame_index": np.int32,
+        }
+    )
+
+
+def frame_index_from_name(path: Path) -> int:
+    m = _FRAME_RE.search(path.stem)
+    return int(m.group(1)) if m else 0
+
+
+def list_images(folder: Path) -> list[Path]:
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
+
+
+class AirdBuilder(tfds.core.GeneratorBasedBuilder):
+    """Base: constructible directly, builds into ``data_dir`` as array_record.
+
+    ``manual_dir`` holds what the user downloaded (split files, metadata);
+    ``faces_dir`` holds the faces extracted by ``scripts/extract_faces.py``
+    (layout in data/README.md). Both default under :func:`default_root`.
+    """
+
+    VERSION = tfds.core.Version("1.0.0")
+    MANUAL_DOWNLOAD_INSTRUCTIONS = ""
+    IS_VIDEO = True  # the pipeline samples frames per video only for video datasets
+    HOMEPAGE = ""
+    CITATION = ""
+    DESCRIPTION = ""
+
+    @tfds.core.utils.classproperty
+    @classmethod
+    def code_path(cls):
+        # tfds' own lookup needs the optional `importlib_resources` package for classes inside a
+        # package; the plain file path is all it uses it for (checksums next to the code).
+        return epath.Path(inspect.getfile(cls))
+
+    def __init__(
+        self,
+        *,
+        config: str | tfds.core.BuilderConfig | None = None,
+        data_dir: str | os.PathLike | None = None,
+        manual_dir: str | os.PathLike | None = None,
+        faces_dir: str | os.PathLike | None = None,
+        **kwargs,
+    ):
+        root = default_root()
+        if data_dir is None:
+            data_dir = root / "tfds"
+        self.aird_manual_dir = Path(manual_dir) if manual_dir else root / "manual" / self.name
+        self.aird_faces_dir = Path(faces_dir) if faces_dir else root / "faces" / self.name
+        if config == "":
+            config = None
+        if isinstance(config, str) and self.BUILDER_CONFIGS:
+            names = [c.name for c in self.BUILDER_CONFIGS]
+            if config not in names:
+                raise ValueError(
+                    f"Unknown config {config!r} for dataset {self.name!r}; choose from {names}."
+                )
+        super().__init__(
+            config=config, data_dir=os.fspath(data_dir), file_format="array_record", **kwargs
+        )
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=self.DESCRIPTION or (self.__doc__ or "").strip().split("\n")[0],
+            features=features(),
+            homepage=self.HOMEPAGE or None,
+            citation=self.CITATION or None,
+            metadata=self._metadata(),
+        )
+
+    def _metadata(self) -> tfds.core.MetadataDict | None:
+        return None
+
+    # -- helpers for subclasses -------------------------------------------------------------
+    def missing(self, what: str) -> DatasetMissingError:
+        cfg = self.builder_config.name if self.builder_config else ""
+        return DatasetMissingError(
+            f"Dataset {self.name!r} (config {cfg!r}): "
+            f"{what}\n\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS.strip()}\n\n"
+            f"Looked in manual_dir={self.aird_manual_dir} and faces_dir={self.aird_faces_dir} "
+            "(set data.root / $AIRD_DATA_DIR, or data.manual_dir, to point elsewhere)."
+        )
+
+    def require_file(self, *names: str) -> Path:
+        """First existing file among ``names`` in the manual dir, else a clear error."""
+        for n in names:
+            p = self.aird_manual_dir / n
+            if p.is_file():
+                return p
+        raise self.missing(f"none of {list(names)} found in {self.aird_manual_dir}.")
+
+    def require_faces(self) -> Path:
+        if not self.aird_faces_dir.is_dir() or not any(self.aird_faces_dir.iterdir()):
+            raise self.missing(
+                f"no extracted faces in {self.aird_faces_dir}. Run scripts/extract_faces.py on "
+                f"the videos in {self.aird_manual_dir} first (see data/README.md)."
+            )
+        return self.aird_faces_dir
+
+    def video_frames(
+        self, video_dir: Path, *, label: int, method: str, video: str
+    ) -> Iterator[tuple[str, dict]]:
+        """Yield (key, example) for every face image of one extracted video folder."""
+        for img in list_images(video_dir):
+            fi = frame_index_from_name(img)
+            yield (
+                f"{method}/{video}/{fi:06d}",
+                {
+                    "image": img.read_bytes(),
+                    "label": label,
+                    "method": method,
+                    "video_id": f"{method}/{video}",
+                    "frame_index": fi,
+                },
+            )
+
+    def _generate_examples(self, items=()):
+        yield from items

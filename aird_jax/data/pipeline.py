@@ -1,0 +1,467 @@
+"""grain input pipelines over the project's TFDS builders (contract: num_examples, train_loader,
+eval_loader).
+
+Train: a deterministic per-epoch permutation from ``seed`` (class-balanced by oversampling the
+minority classes when ``data_cfg.balance``), strided across hosts, ``frames_per_video`` evenly
+spaced frames per video for video datasets, the paper's augmentations with every draw seeded
+from (seed, epoch, global position) -- so batches do not depend on ``workers`` -- and an
+iterator whose state is a JSON-able dict (grain's state) for checkpoints.
+
+Eval: one pass, no augmentation, all frames (or ``frames_per_video``), ``video_id`` carried for
+video-level metrics, the last batch padded with ``mask=False``; every host yields the same
+number of batches (fully masked ones if needed) so collective evaluation never deadlocks.
+Streams from array_record: memory is bounded by the batch, not the split.
+
+Images leave as float32 RAW RGB in [0, 1] at ``image_size``: the model normalises with the
+ImageNet statistics for its RGB stream and feeds raw pixels to its frequency stream.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grain.python as grain
+import numpy as np
+import tensorflow_datasets as tfds
+
+from aird_jax.data import augment
+from aird_jax.data.builders import AirdBuilder, default_root, get_builder_class
+
+_MAX_EPOCHS = 1_000_000  # "forever": the sampler is lazy, so this costs nothing
+
+
+# --------------------------------------------------------------------------------------------
+# Builders and record metadata
+# --------------------------------------------------------------------------------------------
+def _cfg(data_cfg, key: str, default: Any) -> Any:
+    try:
+        value = data_cfg[key] if isinstance(data_cfg, dict) else getattr(data_cfg, key)
+    except (KeyError, AttributeError):
+        return default
+    return default if value is None else value
+
+
+def data_root(data_cfg) -> Path:
+    root = _cfg(data_cfg, "root", "")
+    return Path(root).expanduser() if root else default_root()
+
+
+def get_builder(data_cfg) -> AirdBuilder:
+    """Construct the configured builder with the contract's default paths under ``root``."""
+    name = _cfg(data_cfg, "name", "synthetic_upsampling")
+    cls = get_builder_class(name)
+    root = data_root(data_cfg)
+    manual = _cfg(data_cfg, "manual_dir", "") or root / "manual" / name
+    faces = _cfg(data_cfg, "faces_dir", "") or root / "faces" / name
+    return cls(
+        config=_cfg(data_cfg, "config", "") or None,
+        data_dir=root / "tfds",
+        manual_dir=manual,
+        faces_dir=faces,
+    )
+
+
+def ensure_built(builder: AirdBuilder) -> AirdBuilder:
+    """Build on first use (raises DatasetMissingError with instructions if data is missing)."""
+    if not builder.is_prepared():
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(
+                manual_dir=os.fspath(builder.aird_manual_dir)
+            )
+        )
+    return builder
+
+
+def _check_split(builder: AirdBuilder, split: str) -> None:
+    splits = list(builder.info.splits.keys())
+    if split not in splits:
+        raise ValueError(f"Dataset {builder.name!r} has no split {split!r}; it has {splits}.")
+
+
+def _source(builder: AirdBuilder, split: str):
+    _check_split(builder, split)
+    return builder.as_data_source(split, decoders={"image": tfds.decode.SkipDecoding()})
+
+
+def _str(x) -> str:
+    return x.decode("utf-8") if isinstance(x, bytes) else str(x)
+
+
+def record_index(builder: AirdBuilder, split: str) -> dict[str, np.ndarray]:
+    """Per-record label / video_id / frame_index of a split, cached next to the build.
+
+    Needed for frame sampling and class balancing; one sequential scan the first time.
+    """
+    cache = Path(builder.data_dir) / f"aird_index_{split}.npz"
+    if cache.is_file():
+        with np.load(cache, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    src = _source(builder, split)
+    n = len(src)
+    labels = np.zeros(n, np.int8)
+    frames = np.zeros(n, np.int32)
+    vids: list[str] = []
+    chunk = 512
+    for start in range(0, n, chunk):
+        keys = list(range(start, min(n, start + chunk)))
+        recs = src.__getitems__(keys) if hasattr(src, "__getitems__") else [src[k] for k in keys]
+        for k, r in zip(keys, recs):
+            labels[k] = int(r["label"])
+            frames[k] = int(r["frame_index"])
+            vids.append(_str(r["video_id"]))
+    out = {"label": labels, "video_id": np.asarray(vids, dtype=str), "frame_index": frames}
+    try:
+        tmp = cache.with_suffix(".tmp.npz")
+        np.savez(tmp, **out)
+        os.replace(tmp, cache)
+    except OSError:  # read-only build directory: fine, just slower next time
+        pass
+    return out
+
+
+def _select(
+    builder: AirdBuilder, split: str, frames_per_video: int | None, max_examples: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Record indices (sorted) and their labels after frame sampling and the cap."""
+    need_index = builder.IS_VIDEO and frames_per_video
+    meta = record_index(builder, split)
+    idx = np.arange(len(meta["label"]))
+    if need_index:
+        from aird_jax.data.video import sample_frame_indices
+
+        order = np.lexsort((meta["frame_index"], meta["video_id"]))
+        vids = meta["video_id"][order]
+        bounds = np.flatnonzero(np.r_[True, vids[1:] != vids[:-1], True])
+        keep = []
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            keep.extend(order[a + i] for i in sample_frame_indices(b - a, int(frames_per_video)))
+        idx = np.sort(np.asarray(keep, np.int64))
+    if max_examples and len(idx) > max_examples:
+        # A fixed (seed-independent) subset: the same examples for every run and host.
+        idx = np.sort(np.random.default_rng(0).permutation(idx)[:max_examples])
+    return idx, meta["label"][idx].astype(np.int32)
+
+
+@functools.lru_cache(maxsize=16)
+def _prepared(data_cfg_key: str) -> AirdBuilder:
+    return ensure_built(get_builder(json.loads(data_cfg_key)))
+
+
+def _builder_for(data_cfg) -> AirdBuilder:
+    keys = ("name", "config", "root", "manual_dir", "faces_dir")
+    return _prepared(json.dumps({k: str(_cfg(data_cfg, k, "")) for k in keys}, sort_keys=True))
+
+
+def _epoch_order(labels: np.ndarray, seed: int, epoch: int, balance: bool) -> np.ndarray:
+    """Positions (into the selected list) for one epoch; deterministic from (seed, epoch)."""
+    rng = np.random.default_rng([seed, epoch, 7])
+    if not balance:
+        return rng.permutation(len(labels))
+    classes = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    target = max(len(c) for c in classes)
+    parts = []
+    for c in classes:
+        reps = -(-target // len(c))  # whole permutations, then cut: each item within 1 of equal
+        parts.append(np.concatenate([rng.permutation(c) for _ in range(reps)])[:target])
+    return rng.permutation(np.concatenate(parts))
+
+
+def num_examples(data_cfg, split: str) -> int:
+    """Examples per epoch for ``data_cfg.train_split`` (global, before host sharding, after
+    frame sampling and balancing); for any other split, what ``eval_loader`` yields with
+    ``frames_per_video=None`` (all frames)."""
+    builder = _builder_for(data_cfg)
+    if split == _cfg(data_cfg, "train_split", "train"):
+        _, labels = _select(
+            builder,
+            split,
+            _cfg(data_cfg, "frames_per_video", 10),
+            _cfg(data_cfg, "max_examples", 0),
+        )
+        if _cfg(data_cfg, "balance", False) and len(labels):
+            return int(np.unique(labels, return_counts=True)[1].max() * len(np.unique(labels)))
+        return len(labels)
+    idx, _ = _select(builder, split, None, _cfg(data_cfg, "max_examples", 0))
+    return len(idx)
+
+
+# --------------------------------------------------------------------------------------------
+# Train
+# --------------------------------------------------------------------------------------------
+class _TrainSource(grain.RandomAccessDataSource):
+    """Position p -> (epoch, global position) -> record; strided host sharding."""
+
+    def __init__(self, source, indices, labels, seed, balance, shard_index, shard_count):
+        self._source = source
+        self._indices = indices
+        self._labels = labels
+        self._seed = int(seed)
+        self._balance = bool(balance)
+        self._shard_index = int(shard_index)
+        self._shard_count = int(shard_count)
+        self.epoch_len = len(_epoch_order(labels, 0, 0, balance))
+        self.per_shard = self.epoch_len // self._shard_count  # equal on every host
+        self._cache: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return self.per_shard * _MAX_EPOCHS
+
+    def _order(self, epoch: int) -> np.ndarray:
+        if epoch not in self._cache:
+            if len(self._cache) > 2:
+                self._cache.pop(min(self._cache))
+            self._cache[epoch] = _epoch_order(self._labels, self._seed, epoch, self._balance)
+        return self._cache[epoch]
+
+    def __getitem__(self, p: int) -> dict:
+        epoch, j = divmod(int(p), self.per_shard)
+        g = j * self._shard_count + self._shard_index
+        rec = self._source[int(self._indices[self._order(epoch)[g]])]
+        return {"image": rec["image"], "label": int(rec["label"]), "key": (self._seed, epoch, g)}
+
+    def __repr__(self) -> str:  # grain logs this; keep it short
+        return f"_TrainSource(n={len(self._indices)}, seed={self._seed}, balance={self._balance})"
+
+
+class _TrainTransform(grain.MapTransform):
+    def __init__(self, image_size: int, do_augment: bool):
+        self.image_size = int(image_size)
+        self.do_augment = bool(do_augment)
+
+    def map(self, ex: dict) -> dict:
+        rgb = augment.resize(augment.decode_image(ex["image"]), self.image_size)
+        if self.do_augment:
+            d = augment.draw(np.random.default_rng(list(ex["key"])))
+            img = augment.apply(rgb, d)
+        else:
+            img = augment.to_float(rgb)
+        return {"image": img, "label": np.int32(ex["label"])}
+
+
+class StatefulIterator:
+    """Wraps grain's iterator; ``get_state()`` is a JSON-able dict."""
+
+    def __init__(self, it):
+        self._it = it
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        return next(self._it)
+
+    def get_state(self) -> dict:
+        return json.loads(self._it.get_state().decode("utf-8"))
+
+    def set_state(self, state: dict | str | bytes) -> None:
+        if isinstance(state, dict):
+            state = json.dumps(state)
+        if isinstance(state, str):
+            state = state.encode("utf-8")
+        self._it.set_state(state)
+
+
+class TrainLoader:
+    """Iterable; each ``iter()`` starts at epoch 0 (restore position with ``set_state``)."""
+
+    def __init__(self, loader: grain.DataLoader, steps_per_epoch: int, num_examples: int):
+        self._loader = loader
+        self.steps_per_epoch = steps_per_epoch
+        self.num_examples = num_examples
+
+    def __iter__(self) -> StatefulIterator:
+        return StatefulIterator(iter(self._loader))
+
+
+def train_loader(
+    data_cfg, *, seed: int, batch_size: int, shard_index: int = 0, shard_count: int = 1
+) -> TrainLoader:
+    """Infinite training batches ``{"image": f32 [b,S,S,3] in [0,1], "label": i32 [b]}``."""
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}.")
+    if not 0 <= shard_index < shard_count:
+        raise ValueError(f"shard_index {shard_index} not in [0, {shard_count}).")
+    builder = _builder_for(data_cfg)
+    split = _cfg(data_cfg, "train_split", "train")
+    idx, labels = _select(
+        builder, split, _cfg(data_cfg, "frames_per_video", 10), _cfg(data_cfg, "max_examples", 0)
+    )
+    if len(idx) == 0:
+        raise ValueError(f"Split {split!r} of {builder.name!r} is empty.")
+    src = _TrainSource(
+        _source(builder, split),
+        idx,
+        labels,
+        seed,
+        _cfg(data_cfg, "balance", False),
+        shard_index,
+        shard_count,
+    )
+    if src.per_shard < batch_size:
+        raise ValueError(
+            f"Only {src.per_shard} training examples per host ({src.epoch_len} over "
+            f"{shard_count} hosts) for a per-host batch of {batch_size}; lower the batch size "
+            "or raise data.max_examples."
+        )
+    loader = grain.DataLoader(
+        data_source=src,
+        sampler=grain.IndexSampler(
+            num_records=len(src), shard_options=grain.NoSharding(), shuffle=False, num_epochs=1
+        ),
+        operations=[
+            _TrainTransform(_cfg(data_cfg, "image_size", 224), _cfg(data_cfg, "augment", True)),
+            grain.Batch(batch_size=batch_size, drop_remainder=True),
+        ],
+        worker_count=int(_cfg(data_cfg, "workers", 0)),
+    )
+    # Batches straddle epoch boundaries (the stream is continuous); an "epoch" of steps is
+    # per_shard // batch_size.
+    return TrainLoader(loader, src.per_shard // batch_size, src.epoch_len)
+
+
+# --------------------------------------------------------------------------------------------
+# Eval
+# --------------------------------------------------------------------------------------------
+class _ListSource(grain.RandomAccessDataSource):
+    def __init__(self, source, indices):
+        self._source = source
+        self._indices = indices
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    def __getitem__(self, i: int) -> dict:
+        rec = self._source[int(self._indices[i])]
+        return {
+            "image": rec["image"],
+            "label": int(rec["label"]),
+            "video_id": _str(rec["video_id"]),
+        }
+
+    def __repr__(self) -> str:
+        return f"_ListSource(n={len(self._indices)})"
+
+
+class _EvalTransform(grain.MapTransform):
+    def __init__(self, image_size: int, degradation: str | None):
+        self.image_size = int(image_size)
+        self.degradation = degradation
+
+    def map(self, ex: dict) -> dict:
+        rgb = augment.resize(augment.decode_image(ex["image"]), self.image_size)
+        if self.degradation and self.degradation != "none":
+            from aird_jax.data.degrade import degrade
+
+            # Degraded at model resolution: blur sigma is in the model's pixels and JPEG blocks
+            # align with the frequency stream's 8x8 DCT blocks.
+            rgb = degrade(rgb, self.degradation)
+        return {
+            "image": augment.to_float(rgb),
+            "label": np.int32(ex["label"]),
+            "video_id": np.asarray(ex["video_id"]),
+        }
+
+
+class EvalLoader:
+    """One pass per ``iter()``; batches ``{"image", "label", "video_id", "mask"}``."""
+
+    def __init__(self, source, indices, *, batch_size, image_size, degradation, workers,
+                 num_batches):  # fmt: skip
+        self._source = source
+        self._indices = indices
+        self.batch_size = batch_size
+        self._image_size = image_size
+        self._degradation = degradation
+        self._workers = workers
+        self.num_batches = num_batches
+        self.num_examples = len(indices)
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def _empty(self, n: int) -> dict:
+        s = self._image_size
+        return {
+            "image": np.zeros((n, s, s, 3), np.float32),
+            "label": np.zeros((n,), np.int32),
+            "video_id": np.asarray([""] * n, dtype=str),
+            "mask": np.zeros((n,), bool),
+        }
+
+    def __iter__(self) -> Iterator[dict]:
+        bs = self.batch_size
+        emitted = 0
+        if len(self._indices):
+            loader = grain.DataLoader(
+                data_source=_ListSource(self._source, self._indices),
+                sampler=grain.IndexSampler(
+                    num_records=len(self._indices),
+                    shard_options=grain.NoSharding(),
+                    shuffle=False,
+                    num_epochs=1,
+                ),
+                operations=[
+                    _EvalTransform(self._image_size, self._degradation),
+                    grain.Batch(batch_size=bs, drop_remainder=False),
+                ],
+                worker_count=self._workers,
+            )
+            for batch in loader:
+                n = len(batch["label"])
+                out = {
+                    "image": batch["image"],
+                    "label": batch["label"],
+                    "video_id": np.asarray(batch["video_id"], dtype=str),
+                    "mask": np.ones((n,), bool),
+                }
+                if n < bs:
+                    pad = self._empty(bs - n)
+                    out = {k: np.concatenate([out[k], pad[k]]) for k in out}
+                emitted += 1
+                yield out
+        while emitted < self.num_batches:  # hosts with fewer examples: fully masked batches
+            emitted += 1
+            yield self._empty(bs)
+
+
+def eval_loader(
+    data_cfg,
+    split: str,
+    *,
+    batch_size: int,
+    degradation: str | None = None,
+    frames_per_video: int | None = None,
+    shard_index: int = 0,
+    shard_count: int = 1,
+) -> EvalLoader:
+    """One pass over ``split`` (all frames unless ``frames_per_video``), contiguous host shards."""
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}.")
+    if not 0 <= shard_index < shard_count:
+        raise ValueError(f"shard_index {shard_index} not in [0, {shard_count}).")
+    if degradation not in (None, "none"):
+        from aird_jax.data.degrade import DEGRADATIONS
+
+        if degradation not in DEGRADATIONS:
+            raise ValueError(
+                f"Unknown degradation {degradation!r}; choose from {list(DEGRADATIONS)}."
+            )
+    builder = _builder_for(data_cfg)
+    idx, _ = _select(builder, split, frames_per_video, _cfg(data_cfg, "max_examples", 0))
+    per = math.ceil(len(idx) / shard_count) if len(idx) else 0
+    mine = idx[shard_index * per : (shard_index + 1) * per]
+    return EvalLoader(
+        _source(builder, split),
+        mine,
+        batch_size=batch_size,
+        image_size=int(_cfg(data_cfg, "image_size", 224)),
+        degradation=degradation,
+        workers=int(_cfg(data_cfg, "workers", 0)),
+        num_batches=math.ceil(per / batch_size) if per else 0,
+    )
