@@ -69,6 +69,19 @@ def list_images(folder: Path) -> list[Path]:
     )
 
 
+def leaf_dirs(faces_dir: Path) -> dict[tuple[str, ...], Path]:
+    """Every folder under ``faces_dir`` that directly holds face images, keyed by its relative
+    path parts. scripts/extract_faces.py mirrors the video tree, so a video
+    ``<videos>/a/b/x.mp4`` becomes ``<faces>/a/b/x/<frame:06d>.png``; matching on path parts
+    lets the user extract from the dataset root or from any sub-folder of it."""
+    out = {}
+    for dirpath, _dirnames, filenames in os.walk(faces_dir):
+        if any(f.lower().endswith(IMAGE_EXTENSIONS) for f in filenames):
+            rel = Path(dirpath).relative_to(faces_dir)
+            out[rel.parts] = Path(dirpath)
+    return out
+
+
 class AirdBuilder(tfds.core.GeneratorBasedBuilder):
     """Base: constructible directly, builds into ``data_dir`` as array_record.
 
@@ -155,6 +168,11 @@ class AirdBuilder(tfds.core.GeneratorBasedBuilder):
                 f"the videos in {self.aird_manual_dir} first (see data/README.md)."
             )
         return self.aird_faces_dir
+
+    def frames_of_videos(self, videos) -> Iterator[tuple[str, dict]]:
+        """Examples of many videos given as (folder, label, method, video); warns on gaps."""
+        for folder, label, method, video in videos:
+            yield from self.video_frames(folder, label=label, method=method, video=video)
 
     def video_frames(
         self, video_dir: Path, *, label: int, method: str, video: str

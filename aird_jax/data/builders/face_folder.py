@@ -1,0 +1,105 @@
+"""Any folder of face images laid out as ``real/`` + ``fake/<method>/`` (a user's own data)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import tensorflow_datasets as tfds
+
+from aird_jax.data.builders.base import AirdBuilder, frame_index_from_name, list_images
+
+INSTRUCTIONS = """\
+Point data.manual_dir (or <root>/manual/face_folder) at a folder of face crops:
+  <dir>/real/<image>            or  <dir>/real/<video>/<frame>.png
+  <dir>/fake/<method>/<image>   or  <dir>/fake/<method>/<video>/<frame>.png
+Optionally split it yourself with <dir>/{train,val,test}/real/... and .../fake/<method>/...,
+or with file-name prefixes train_ / val_ / test_ (as in ../shared/data/ffpp_faces299).
+Images: PNG/JPEG/BMP/WebP (stored byte for byte, no re-encoding)."""
+
+_SPLITS = ("train", "val", "test")
+_PREFIX = re.compile(r"^(train|val|test)_")
+
+
+def _bucket(video_key: str) -> str:
+    """Stable 80/10/10 split by video (md5, not Python's salted hash)."""
+    h = int(hashlib.md5(video_key.encode()).hexdigest()[:8], 16) % 100
+    return "train" if h < 80 else ("val" if h < 90 else "test")
+
+
+class FaceFolder(AirdBuilder):
+    """A ``real/`` + ``fake/<method>/`` tree of face images.
+
+    Splits, first rule that applies: (1) sub-folders ``train/``, ``val/``, ``test/``;
+    (2) file-name prefixes ``train_`` / ``val_`` / ``test_`` on every image (``val`` is then
+    carved from ``train`` by the md5 of the video id, 1 in 10, if no ``val_`` files exist);
+    (3) an md5-of-video-id 80/10/10 split. Images directly in ``real/`` or
+    ``fake/<method>/`` are one-frame videos; sub-folders there are videos whose images are
+    frames. NOTE: frames of one video, and a fake and the real it was made from, are
+    near-duplicates; rule (3) splits by video but cannot know such pairs.
+    """
+
+    name = "face_folder"
+    VERSION = tfds.core.Version("1.0.0")
+    MANUAL_DOWNLOAD_INSTRUCTIONS = INSTRUCTIONS
+    IS_VIDEO = True
+
+    def _items(self, top: Path) -> list[tuple[Path, int, str, str, int]]:
+        """(image, label, method, video, frame) under one real/ + fake/ tree."""
+        out = []
+        groups = [(top / "real", 0, "real")]
+        fake = top / "fake"
+        if fake.is_dir():
+            groups += [(d, 1, d.name) for d in sorted(fake.iterdir()) if d.is_dir()]
+        for folder, label, method in groups:
+            if not folder.is_dir():
+                continue
+            for img in list_images(folder):
+                out.append((img, label, method, img.stem, 0))
+            for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+                for img in list_images(sub):
+                    out.append((img, label, method, sub.name, frame_index_from_name(img)))
+        return out
+
+    def _split_generators(self, dl_manager):
+        root = self.aird_manual_dir
+        if not root.is_dir():
+            raise self.missing(f"folder {root} does not exist.")
+        splits: dict[str, list] = {s: [] for s in _SPLITS}
+        if any((root / s).is_dir() for s in _SPLITS):
+            for s in _SPLITS:
+                if (root / s).is_dir():
+                    splits[s] = self._items(root / s)
+        else:
+            items = self._items(root)
+            prefixed = bool(items) and all(_PREFIX.match(it[0].name) for it in items)
+            has_val = any(it[0].name.startswith("val_") for it in items)
+            for it in items:
+                vkey = f"{it[2]}/{it[3]}"
+                if prefixed:
+                    s = _PREFIX.match(it[0].name).group(1)
+                    if s == "train" and not has_val:
+                        s = "val" if _bucket(vkey) == "val" else "train"
+                else:
+                    s = _bucket(vkey)
+                splits[s].append(it)
+        everything = [it for s in _SPLITS for it in splits[s]]
+        if not everything:
+            raise self.missing(f"no images under {root}/real or {root}/fake/<method>.")
+        if not any(it[1] == 1 for it in everything) or not any(it[1] == 0 for it in everything):
+            raise self.missing(f"{root} needs both real/ and fake/<method>/ images.")
+        return {s: self._examples(v) for s, v in splits.items()}
+
+    def _examples(self, items):
+        for img, label, method, video, frame in items:
+            yield (
+                f"{method}/{video}/{img.name}",
+                {
+                    "image": img.read_bytes(),
+                    "label": label,
+                    "method": method,
+                    "video_id": f"{method}/{video}",
+                    "frame_index": frame,
+                },
+            )
