@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--videos", required=True, help="dataset folder holding the videos (searched recursively)"
     )
-    ap.add_argument("--dataset", required=True, help="output name, e.g. ffpp_c23, celeb_df_v2")
+    ap.add_argument("--dataset", default="", help="output name, e.g. ffpp, celeb_df_v2")
     ap.add_argument("--root", default="", help="data root (default $AIRD_DATA_DIR or <repo>/data)")
     ap.add_argument("--out", default="", help="output folder (default <root>/faces/<dataset>)")
     ap.add_argument(
@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
 
+    if not args.dataset and not args.out:
+        ap.error("give --dataset NAME (output <root>/faces/NAME) or --out FOLDER")
     root = Path(args.root) if args.root else default_root()
     out = Path(args.out) if args.out else root / "faces" / args.dataset
     try:
