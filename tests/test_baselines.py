@@ -142,6 +142,24 @@ def test_mesonet_interface_and_batch_stats():
     assert out_odd["params"]["trunk"]["fc"]["kernel"].shape == (4 * 4 * 16, 16)
 
 
+def test_bfloat16_compute_close_to_float32():
+    """Mixed precision (bf16 compute, f32 params) as on GPU: same params, close outputs, f32 out."""
+    x = jax.random.uniform(jax.random.key(3), (4, 64, 64, 3))
+    m32, m16 = build_model(_cfg("mesonet")), build_model(_cfg("mesonet", dtype="bfloat16"))
+    v = jax.jit(lambda x: m32.init({"params": jax.random.key(0)}, x))(x)
+    o32 = jax.jit(lambda v, x: m32.apply(v, x))(v, x)
+    o16 = jax.jit(lambda v, x: m16.apply(v, x))(v, x)
+    assert o16["logits"].dtype == o16["embedding"].dtype == jnp.float32
+    scale = float(jnp.max(jnp.abs(o32["logits"])))
+    np.testing.assert_allclose(o16["logits"], o32["logits"], atol=0.05 * scale + 1e-3)
+    # Xception: shapes/dtypes only (its compile is the expensive part of this file).
+    mx = build_model(_cfg("xception", dtype="bfloat16"))
+    vx = jax.eval_shape(mx.init, {"params": jax.random.key(0)}, jnp.zeros((1, 64, 64, 3)))
+    assert {a.dtype for a in jax.tree.leaves(vx["params"])} == {jnp.dtype(jnp.float32)}
+    ox = jax.eval_shape(lambda v, x: mx.apply(v, x), vx, jnp.zeros((1, 64, 64, 3)))
+    assert ox["logits"].dtype == ox["features"].dtype == jnp.float32
+
+
 @pytest.mark.parametrize(
     "name,shape",
     [("mesonet", (2, 16, 16, 3)), ("xception", (2, 64, 64, 1)), ("xception", (64, 64, 3))],
