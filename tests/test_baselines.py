@@ -244,10 +244,13 @@ def test_port_reports_missing_unexpected_and_shape_errors():
 
 
 def test_missing_checkpoint_file_is_a_clear_error(tmp_path):
-    from aird_jax.models.port_xception import load_state_dict
+    from aird_jax.models.port_xception import load_state_dict, main
 
-    with pytest.raises(FileNotFoundError, match="download_xception"):
+    with pytest.raises(FileNotFoundError, match="port_xception --source"):
         load_state_dict(tmp_path / "nope.safetensors")
+    with pytest.raises(SystemExit, match="does not exist"):
+        main(["--checkpoint", str(tmp_path / "nope.pth"), "--out", str(tmp_path / "x.msgpack")])
+    assert not (tmp_path / "x.msgpack").exists()
 
 
 def test_xception_port_parity_float64_vs_timm(tmp_path):

@@ -5,11 +5,11 @@
     then train with --config.model.name=xception --config.model.pretrained=<out>
 
 Sources: timm's `legacy_xception` (Cadene's port of the Keras ImageNet weights, hub id
-`timm/legacy_xception.tf_in1k`) as `.safetensors` or `.pth`, and checkpoints that use the same
-layer names under a prefix (`module.`, `model.`, FaceForensics++' `model.` wrapper, where pointwise
-kernels may be stored 2-D). The port is strict, like efficientnet-jax's: every source key is used
-or explicitly ignored (the classifier, `num_batches_tracked`), every target leaf is filled, every
-shape is asserted, and all problems are listed in one error.
+`timm/legacy_xception.tf_in1k`) as `.safetensors` or `.pth`, and checkpoints with the same layer
+names under a prefix (`module.`, `model.`) or with 2-D pointwise kernels (Cadene's original
+file, which FaceForensics++ loaded). The port is strict, like efficientnet-jax's: every source
+key is used or explicitly ignored (the classifier, `num_batches_tracked`), every target leaf is
+filled, every shape is asserted, and all problems are listed in one error.
 
 Key mapping (timm -> Flax): `block3.rep.4.pointwise.weight` -> params `block3/rep_4/pointwise/
 kernel`; conv weights OIHW -> HWIO (depthwise [C,1,k,k] -> [k,k,1,C]); BatchNorm weight/bias ->
@@ -193,7 +193,13 @@ def main(argv: list[str] | None = None) -> Path:
     src.add_argument("--checkpoint", help="local .safetensors / .pth state dict")
     ap.add_argument("--out", default=str(DEFAULT_OUT), help=f"output file (default {DEFAULT_OUT})")
     args = ap.parse_args(argv)
-    ckpt = download_xception(args.source) if args.source else Path(args.checkpoint)
+    try:
+        ckpt = download_xception(args.source) if args.source else Path(args.checkpoint)
+    except Exception as e:  # noqa: BLE001 - offline, unknown repo, ...: one clear message
+        raise SystemExit(
+            f"could not download {args.source}: {type(e).__name__}: {e}\nOffline? Fetch "
+            "model.safetensors elsewhere and pass --checkpoint FILE."
+        ) from e
     try:
         out = port_xception_checkpoint(ckpt, args.out, args.source)
     except (FileNotFoundError, ValueError) as e:
