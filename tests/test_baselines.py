@@ -216,6 +216,7 @@ def test_xception_block_depthwise_impls_agree():
 def test_port_reports_missing_unexpected_and_shape_errors():
     flat = {col: traverse_util.flatten_dict(t, sep="/") for col, t in trunk_template().items()}
     # Re-create a timm-named state dict from the template (OIHW for convs).
+    rng = np.random.default_rng(0)
     sd = {}
     for leaves in flat.values():
         for path, sds in leaves.items():
@@ -224,12 +225,25 @@ def test_port_reports_missing_unexpected_and_shape_errors():
             mods = [p.replace("rep_", "rep.") if p.startswith("rep_") else p for p in parts[:-1]]
             leaf = {"kernel": "weight", "scale": "weight", "bias": "bias"}.get(parts[-1])
             leaf = leaf or {"mean": "running_mean", "var": "running_var"}[parts[-1]]
-            arr = np.zeros(shape, np.float32)
+            arr = rng.standard_normal(shape, np.float32)
             sd[".".join([*mods, leaf])] = arr.transpose(3, 2, 0, 1) if arr.ndim == 4 else arr
     sd["fc.weight"] = np.zeros((1000, 2048), np.float32)  # ignored: the ImageNet classifier
     sd["bn1.num_batches_tracked"] = np.zeros((), np.int64)
     ported = port_timm_xception(sd)
     assert _count(ported["params"]) == _count(flat["params"])
+    k = sd["block2.rep.1.conv1.weight"]  # depthwise [C, 1, 3, 3] -> [3, 3, 1, C]
+    np.testing.assert_array_equal(
+        ported["params"]["block2"]["rep_1"]["conv1"]["kernel"][1, 2, 0], k[:, 0, 1, 2]
+    )
+
+    # Same weights under a DataParallel prefix, 1x1 kernels stored 2-D (Cadene's original file).
+    legacy = {
+        "module." + n: (v[:, :, 0, 0] if n.endswith("pointwise.weight") else v)
+        for n, v in sd.items()
+    }
+    again = port_timm_xception(legacy)
+    for a, b in zip(jax.tree.leaves(ported), jax.tree.leaves(again)):
+        np.testing.assert_array_equal(a, b)
 
     broken = dict(sd)
     del broken["block5.rep.4.pointwise.weight"]
