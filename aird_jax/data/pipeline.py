@@ -84,6 +84,23 @@ def _check_split(builder: AirdBuilder, split: str) -> None:
         raise ValueError(f"Dataset {builder.name!r} has no split {split!r}; it has {splits}.")
 
 
+def _make_loader(source, operations, workers: int) -> grain.DataLoader:
+    if workers > 0:
+        # grain's worker processes read absl flags; outside an absl app they are unparsed.
+        from absl import flags
+
+        if not flags.FLAGS.is_parsed():
+            flags.FLAGS.mark_as_parsed()
+    return grain.DataLoader(
+        data_source=source,
+        sampler=grain.IndexSampler(
+            num_records=len(source), shard_options=grain.NoSharding(), shuffle=False, num_epochs=1
+        ),
+        operations=operations,
+        worker_count=workers,
+    )
+
+
 def _source(builder: AirdBuilder, split: str):
     _check_split(builder, split)
     return builder.as_data_source(split, decoders={"image": tfds.decode.SkipDecoding()})
@@ -195,9 +212,14 @@ def num_examples(data_cfg, split: str) -> int:
 # Train
 # --------------------------------------------------------------------------------------------
 class _TrainSource(grain.RandomAccessDataSource):
-    """Position p -> (epoch, global position) -> record; strided host sharding."""
+    """Item q = the q-th per-host batch: positions (epoch, global position) -> records.
 
-    def __init__(self, source, indices, labels, seed, balance, shard_index, shard_count):
+    A grain item is a whole batch so that worker processes (each of which batches its own
+    items in grain) can never change batch composition: batches are identical for any
+    ``workers``. Hosts take strided positions of the same global permutation.
+    """
+
+    def __init__(self, source, indices, labels, seed, balance, shard_index, shard_count, bs):
         self._source = source
         self._indices = indices
         self._labels = labels
@@ -205,12 +227,13 @@ class _TrainSource(grain.RandomAccessDataSource):
         self._balance = bool(balance)
         self._shard_index = int(shard_index)
         self._shard_count = int(shard_count)
+        self.batch_size = int(bs)
         self.epoch_len = len(_epoch_order(labels, 0, 0, balance))
         self.per_shard = self.epoch_len // self._shard_count  # equal on every host
         self._cache: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
-        return self.per_shard * _MAX_EPOCHS
+        return self.per_shard * _MAX_EPOCHS // self.batch_size
 
     def _order(self, epoch: int) -> np.ndarray:
         if epoch not in self._cache:
@@ -219,11 +242,17 @@ class _TrainSource(grain.RandomAccessDataSource):
             self._cache[epoch] = _epoch_order(self._labels, self._seed, epoch, self._balance)
         return self._cache[epoch]
 
-    def __getitem__(self, p: int) -> dict:
-        epoch, j = divmod(int(p), self.per_shard)
-        g = j * self._shard_count + self._shard_index
-        rec = self._source[int(self._indices[self._order(epoch)[g]])]
-        return {"image": rec["image"], "label": int(rec["label"]), "key": (self._seed, epoch, g)}
+    def __getitem__(self, q: int) -> list[dict]:
+        out = []
+        for p in range(int(q) * self.batch_size, (int(q) + 1) * self.batch_size):
+            # The stream is continuous: a batch may straddle two epochs.
+            epoch, j = divmod(p, self.per_shard)
+            g = j * self._shard_count + self._shard_index
+            rec = self._source[int(self._indices[self._order(epoch)[g]])]
+            out.append(
+                {"image": rec["image"], "label": int(rec["label"]), "key": (self._seed, epoch, g)}
+            )
+        return out
 
     def __repr__(self) -> str:  # grain logs this; keep it short
         return f"_TrainSource(n={len(self._indices)}, seed={self._seed}, balance={self._balance})"
@@ -234,14 +263,19 @@ class _TrainTransform(grain.MapTransform):
         self.image_size = int(image_size)
         self.do_augment = bool(do_augment)
 
-    def map(self, ex: dict) -> dict:
+    def _one(self, ex: dict) -> np.ndarray:
         rgb = augment.resize(augment.decode_image(ex["image"]), self.image_size)
-        if self.do_augment:
-            d = augment.draw(np.random.default_rng(list(ex["key"])))
-            img = augment.apply(rgb, d)
-        else:
-            img = augment.to_float(rgb)
-        return {"image": img, "label": np.int32(ex["label"])}
+        if not self.do_augment:
+            return augment.to_float(rgb)
+        # Per-example stream from (seed, epoch, global position): reproducible for any host
+        # count, worker count or resume point.
+        return augment.apply(rgb, augment.draw(np.random.default_rng(list(ex["key"]))))
+
+    def map(self, exs: list[dict]) -> dict:
+        return {
+            "image": np.stack([self._one(ex) for ex in exs]),
+            "label": np.asarray([ex["label"] for ex in exs], np.int32),
+        }
 
 
 class StatefulIterator:
@@ -268,7 +302,7 @@ class StatefulIterator:
 
 
 class TrainLoader:
-    """Iterable; each ``iter()`` starts at epoch 0 (restore position with ``set_state``)."""
+    """Iterable; each ``iter()`` starts at step 0 (restore the position with ``set_state``)."""
 
     def __init__(self, loader: grain.DataLoader, steps_per_epoch: int, num_examples: int):
         self._loader = loader
@@ -302,6 +336,7 @@ def train_loader(
         _cfg(data_cfg, "balance", False),
         shard_index,
         shard_count,
+        batch_size,
     )
     if src.per_shard < batch_size:
         raise ValueError(
@@ -309,62 +344,74 @@ def train_loader(
             f"{shard_count} hosts) for a per-host batch of {batch_size}; lower the batch size "
             "or raise data.max_examples."
         )
-    loader = grain.DataLoader(
-        data_source=src,
-        sampler=grain.IndexSampler(
-            num_records=len(src), shard_options=grain.NoSharding(), shuffle=False, num_epochs=1
-        ),
-        operations=[
-            _TrainTransform(_cfg(data_cfg, "image_size", 224), _cfg(data_cfg, "augment", True)),
-            grain.Batch(batch_size=batch_size, drop_remainder=True),
-        ],
-        worker_count=int(_cfg(data_cfg, "workers", 0)),
+    loader = _make_loader(
+        src,
+        [_TrainTransform(_cfg(data_cfg, "image_size", 224), _cfg(data_cfg, "augment", True))],
+        int(_cfg(data_cfg, "workers", 0)),
     )
-    # Batches straddle epoch boundaries (the stream is continuous); an "epoch" of steps is
-    # per_shard // batch_size.
     return TrainLoader(loader, src.per_shard // batch_size, src.epoch_len)
 
 
 # --------------------------------------------------------------------------------------------
 # Eval
 # --------------------------------------------------------------------------------------------
-class _ListSource(grain.RandomAccessDataSource):
-    def __init__(self, source, indices):
+class _EvalSource(grain.RandomAccessDataSource):
+    """Item q = the q-th batch of this host's contiguous block (possibly short or empty)."""
+
+    def __init__(self, source, indices, batch_size: int, num_batches: int):
         self._source = source
         self._indices = indices
+        self._bs = int(batch_size)
+        self._n = int(num_batches)
 
     def __len__(self) -> int:
-        return len(self._indices)
+        return self._n
 
-    def __getitem__(self, i: int) -> dict:
-        rec = self._source[int(self._indices[i])]
-        return {
-            "image": rec["image"],
-            "label": int(rec["label"]),
-            "video_id": _str(rec["video_id"]),
-        }
+    def __getitem__(self, q: int) -> list[dict]:
+        out = []
+        for i in self._indices[int(q) * self._bs : (int(q) + 1) * self._bs]:
+            rec = self._source[int(i)]
+            out.append(
+                {
+                    "image": rec["image"],
+                    "label": int(rec["label"]),
+                    "video_id": _str(rec["video_id"]),
+                }
+            )
+        return out
 
     def __repr__(self) -> str:
-        return f"_ListSource(n={len(self._indices)})"
+        return f"_EvalSource(n={len(self._indices)}, batches={self._n})"
 
 
 class _EvalTransform(grain.MapTransform):
-    def __init__(self, image_size: int, degradation: str | None):
+    def __init__(self, image_size: int, degradation: str | None, batch_size: int):
         self.image_size = int(image_size)
         self.degradation = degradation
+        self.batch_size = int(batch_size)
 
-    def map(self, ex: dict) -> dict:
-        rgb = augment.resize(augment.decode_image(ex["image"]), self.image_size)
+    def _one(self, data: bytes) -> np.ndarray:
+        rgb = augment.resize(augment.decode_image(data), self.image_size)
         if self.degradation and self.degradation != "none":
             from aird_jax.data.degrade import degrade
 
             # Degraded at model resolution: blur sigma is in the model's pixels and JPEG blocks
             # align with the frequency stream's 8x8 DCT blocks.
             rgb = degrade(rgb, self.degradation)
+        return augment.to_float(rgb)
+
+    def map(self, exs: list[dict]) -> dict:
+        bs, s, n = self.batch_size, self.image_size, len(exs)
+        image = np.zeros((bs, s, s, 3), np.float32)
+        for i, ex in enumerate(exs):
+            image[i] = self._one(ex["image"])
+        label = np.zeros((bs,), np.int32)
+        label[:n] = [ex["label"] for ex in exs]
         return {
-            "image": augment.to_float(rgb),
-            "label": np.int32(ex["label"]),
-            "video_id": np.asarray(ex["video_id"]),
+            "image": image,
+            "label": label,
+            "video_id": np.asarray([ex["video_id"] for ex in exs] + [""] * (bs - n), dtype=str),
+            "mask": np.arange(bs) < n,
         }
 
 
@@ -385,49 +432,15 @@ class EvalLoader:
     def __len__(self) -> int:
         return self.num_batches
 
-    def _empty(self, n: int) -> dict:
-        s = self._image_size
-        return {
-            "image": np.zeros((n, s, s, 3), np.float32),
-            "label": np.zeros((n,), np.int32),
-            "video_id": np.asarray([""] * n, dtype=str),
-            "mask": np.zeros((n,), bool),
-        }
-
     def __iter__(self) -> Iterator[dict]:
-        bs = self.batch_size
-        emitted = 0
-        if len(self._indices):
-            loader = grain.DataLoader(
-                data_source=_ListSource(self._source, self._indices),
-                sampler=grain.IndexSampler(
-                    num_records=len(self._indices),
-                    shard_options=grain.NoSharding(),
-                    shuffle=False,
-                    num_epochs=1,
-                ),
-                operations=[
-                    _EvalTransform(self._image_size, self._degradation),
-                    grain.Batch(batch_size=bs, drop_remainder=False),
-                ],
-                worker_count=self._workers,
-            )
-            for batch in loader:
-                n = len(batch["label"])
-                out = {
-                    "image": batch["image"],
-                    "label": batch["label"],
-                    "video_id": np.asarray(batch["video_id"], dtype=str),
-                    "mask": np.ones((n,), bool),
-                }
-                if n < bs:
-                    pad = self._empty(bs - n)
-                    out = {k: np.concatenate([out[k], pad[k]]) for k in out}
-                emitted += 1
-                yield out
-        while emitted < self.num_batches:  # hosts with fewer examples: fully masked batches
-            emitted += 1
-            yield self._empty(bs)
+        if not self.num_batches:
+            return iter(())
+        loader = _make_loader(
+            _EvalSource(self._source, self._indices, self.batch_size, self.num_batches),
+            [_EvalTransform(self._image_size, self._degradation, self.batch_size)],
+            self._workers,
+        )
+        return iter(loader)
 
 
 def eval_loader(
@@ -440,7 +453,9 @@ def eval_loader(
     shard_index: int = 0,
     shard_count: int = 1,
 ) -> EvalLoader:
-    """One pass over ``split`` (all frames unless ``frames_per_video``), contiguous host shards."""
+    """One pass over ``split`` (all frames unless ``frames_per_video``), contiguous host shards.
+
+    Every host gets the same number of batches (padding with fully masked ones)."""
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}.")
     if not 0 <= shard_index < shard_count:
@@ -453,6 +468,7 @@ def eval_loader(
                 f"Unknown degradation {degradation!r}; choose from {list(DEGRADATIONS)}."
             )
     builder = _builder_for(data_cfg)
+    _check_split(builder, split)
     idx, _ = _select(builder, split, frames_per_video, _cfg(data_cfg, "max_examples", 0))
     per = math.ceil(len(idx) / shard_count) if len(idx) else 0
     mine = idx[shard_index * per : (shard_index + 1) * per]

@@ -18,6 +18,7 @@ Builds use ``file_format="array_record"`` (random access for grain, no TensorFlo
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -168,6 +169,21 @@ class AirdBuilder(tfds.core.GeneratorBasedBuilder):
                 f"the videos in {self.aird_manual_dir} first (see data/README.md)."
             )
         return self.aird_faces_dir
+
+    def split_generators(self, videos_by_split: dict[str, list]) -> dict[str, Iterator]:
+        """Generators for the non-empty splits (tfds cannot write an empty split); an empty
+        split is logged, and no video at all is a clear error."""
+        out = {}
+        for split, videos in videos_by_split.items():
+            if videos:
+                out[split] = self.frames_of_videos(videos)
+            else:
+                logging.warning("%s: split %r has no extracted videos; left out.", self.name, split)
+        if not out:
+            raise self.missing(
+                f"none of the listed videos has extracted faces in {self.aird_faces_dir}."
+            )
+        return out
 
     def frames_of_videos(self, videos) -> Iterator[tuple[str, dict]]:
         """Examples of many videos given as (folder, label, method, video); warns on gaps."""

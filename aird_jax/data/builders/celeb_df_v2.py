@@ -77,7 +77,9 @@ class CelebDFv2(AirdBuilder):
 
         test_keys = [k for k in test if k in index]
         train_keys = [k for k in index if k not in test]
-        return {
-            "train": self.frames_of_videos(videos(train_keys, lambda k: FOLDERS[k.split("/")[0]])),
-            "test": self.frames_of_videos(videos(test_keys, lambda k: test[k])),
-        }
+        return self.split_generators(
+            {
+                "train": videos(train_keys, lambda k: FOLDERS[k.split("/")[0]]),
+                "test": videos(test_keys, lambda k: test[k]),
+            }
+        )

@@ -100,5 +100,5 @@ class DeeperForensics(AirdBuilder):
             videos = [(fakes[n], 1, "end_to_end", n) for n in names if n in fakes]
             targets = sorted({n.split("_")[0] for n in names if n in fakes})
             videos += [(reals[t], 0, "real", t) for t in targets if t in reals]
-            out[split] = self.frames_of_videos(videos)
-        return out
+            out[split] = videos
+        return self.split_generators(out)

@@ -64,4 +64,4 @@ class DFDCPreview(AirdBuilder):
             splits.setdefault(set_name, []).append((path, label, method, key))
         for s in ("train", "test"):
             splits.setdefault(s, [])
-        return {s: self.frames_of_videos(v) for s, v in splits.items()}
+        return self.split_generators(splits)

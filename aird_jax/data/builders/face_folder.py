@@ -89,7 +89,8 @@ class FaceFolder(AirdBuilder):
             raise self.missing(f"no images under {root}/real or {root}/fake/<method>.")
         if not any(it[1] == 1 for it in everything) or not any(it[1] == 0 for it in everything):
             raise self.missing(f"{root} needs both real/ and fake/<method>/ images.")
-        return {s: self._examples(v) for s, v in splits.items()}
+        # tfds cannot write an empty split: leave those out (the pipeline names the ones left).
+        return {s: self._examples(v) for s, v in splits.items() if v}
 
     def _examples(self, items):
         for img, label, method, video, frame in items:

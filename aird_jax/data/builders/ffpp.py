@@ -106,7 +106,6 @@ class FFPP(AirdBuilder):
             raise self.missing(
                 f"no FF++ {self.builder_config.name} face folders under {self.aird_faces_dir}."
             )
-        return {
-            split: self.frames_of_videos(self.videos(split, pairs[split], index))
-            for split in SPLITS
-        }
+        return self.split_generators(
+            {split: self.videos(split, pairs[split], index) for split in SPLITS}
+        )

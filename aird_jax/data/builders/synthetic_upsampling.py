@@ -41,10 +41,10 @@ _CONFIGS = [
     ),
     SyntheticUpsamplingConfig.make(
         "tiny",
-        "32x32 patches, capped at 64 per split, 40 fit steps: for tests.",
+        "32x32 patches, capped at 64 per split, 100 fit steps: for tests.",
         patch_size=32,
         crops_per_cell=2,
-        fit_steps=40,
+        fit_steps=100,
         width=8,
         max_patches_per_split=64,
     ),
