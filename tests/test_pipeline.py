@@ -229,3 +229,20 @@ def test_missing_dataset_says_where_to_put_it(tmp_path):
     assert str(tmp_path / "manual" / "celeb_df_v2") in str(e.value)
     with pytest.raises(ValueError, match="synthetic_upsampling"):
         pipeline.num_examples({"name": "ffpp++"}, "test")
+
+
+def test_orbax_grain_checkpoint_roundtrip(syn_cfg, tmp_path):
+    """The train loop saves the iterator with grain.checkpoint.CheckpointSave (Orbax)."""
+    import grain
+    import orbax.checkpoint as ocp
+
+    it = iter(pipeline.train_loader(syn_cfg, seed=2, batch_size=8))
+    next(it)
+    with ocp.CheckpointManager(tmp_path / "ckpt", item_names=("data",)) as mgr:
+        mgr.save(1, args=ocp.args.Composite(data=grain.checkpoint.CheckpointSave(it)))
+        mgr.wait_until_finished()
+        want = [next(it) for _ in range(2)]
+        it2 = iter(pipeline.train_loader(syn_cfg, seed=2, batch_size=8))
+        mgr.restore(1, args=ocp.args.Composite(data=grain.checkpoint.CheckpointRestore(it2)))
+    for w in want:
+        np.testing.assert_array_equal(next(it2)["image"], w["image"])

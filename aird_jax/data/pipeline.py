@@ -278,10 +278,15 @@ class _TrainTransform(grain.MapTransform):
         }
 
 
-class StatefulIterator:
-    """Wraps grain's iterator; ``get_state()`` is a JSON-able dict."""
+class StatefulIterator(grain.DatasetIterator):
+    """Wraps grain's DataLoader iterator; ``get_state()`` is a JSON-able dict.
+
+    A ``grain.DatasetIterator`` so that ``grain.checkpoint.CheckpointSave/Restore`` (Orbax)
+    store the state as JSON.
+    """
 
     def __init__(self, it):
+        super().__init__()
         self._it = it
 
     def __iter__(self):
@@ -289,6 +294,10 @@ class StatefulIterator:
 
     def __next__(self) -> dict:
         return next(self._it)
+
+    def start_prefetch(self) -> None:
+        if hasattr(self._it, "start_prefetch"):
+            self._it.start_prefetch()
 
     def get_state(self) -> dict:
         return json.loads(self._it.get_state().decode("utf-8"))
