@@ -4,6 +4,13 @@ Optional ``--workdir DIR`` (default ``runs/<config name>[_<variant>]``).
 Overrides: ``--config.optim.lr=3e-4``, ``--config.model.dct_cutoff=8``, ... (a misspelt key is
 rejected with the valid keys listed). Rerunning the same command resumes from the latest
 checkpoint in ``--workdir`` (default ``runs/<config name>[_<variant>]``).
+
+Devices: every local device trains (data parallel; ``train.batch_size`` is the global batch and
+must divide evenly). Multi-host: start the same command on every host with a shared ``--workdir``;
+``jax.distributed.initialize()`` runs when the environment says so (SLURM with several tasks, Open
+MPI, multi-host Cloud TPU, or explicitly ``JAX_COORDINATOR_ADDRESS=host:port JAX_NUM_PROCESSES=N
+JAX_PROCESS_ID=i``). Each host reads only its shard of the training data; validation runs on
+every host over the whole split on that host's devices.
 """
 
 from __future__ import annotations

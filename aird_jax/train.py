@@ -611,6 +611,24 @@ class _Sigterm:
             signal.signal(signal.SIGTERM, self._old)
 
 
+class _IteratorState:
+    """Adapts a contract iterator (``get_state() -> JSON-able``) to grain's Orbax handler, which
+    stores per-process JSON files (so each host restores its own data shard's position)."""
+
+    def __init__(self, it: Any):
+        self.it = it
+
+    def get_state(self) -> bytes:
+        return json.dumps(self.it.get_state(), sort_keys=True).encode()
+
+    def set_state(self, state: bytes | str) -> None:
+        self.it.set_state(json.loads(state))
+
+    def start_prefetch(self) -> None:
+        if hasattr(self.it, "start_prefetch"):
+            self.it.start_prefetch()
+
+
 class TrainingDiverged(FloatingPointError):
     pass
 
@@ -657,9 +675,9 @@ def train_and_evaluate(
         if config.get("scaled_down"):
             print(f"NOTE: scaled down from the paper's setting: {config.scaled_down}", flush=True)
     model, host_state, tx, schedules = init_state(config, spe)
-    eval_model = __import__("aird_jax.models", fromlist=["build_model"]).build_model(
-        config.model, axis_name=None
-    )
+    from aird_jax.models import build_model
+
+    eval_model = build_model(config.model, axis_name=None)
     step_fn = compile_train_step(make_train_step(config, model, tx), par)
 
     loader = data.train_loader(
@@ -692,7 +710,7 @@ def train_and_evaluate(
             args=ocp.args.Composite(
                 model=ocp.args.StandardRestore(target["model"]),
                 opt=ocp.args.StandardRestore(target["opt"]),
-                data=grain.checkpoint.CheckpointRestore(it),
+                data=grain.checkpoint.CheckpointRestore(_IteratorState(it)),
                 meta=ocp.args.JsonRestore(),
             ),
         )
@@ -728,7 +746,7 @@ def train_and_evaluate(
                     {"params": hs["params"], "batch_stats": hs["batch_stats"]}
                 ),
                 opt=ocp.args.StandardSave({"opt_state": hs["opt_state"], "step": hs["step"]}),
-                data=grain.checkpoint.CheckpointSave(it),
+                data=grain.checkpoint.CheckpointSave(_IteratorState(it)),
                 meta=ocp.args.JsonSave(meta),
             ),
             force=True,
@@ -843,6 +861,8 @@ def train_and_evaluate(
             elif meta["epoch"] >= t.epochs:
                 meta["stopped"] = f"completed {t.epochs} epochs"
             if improved:
+                if gstep in best.all_steps():  # written just before a crash; redo it
+                    best.delete(gstep)
                 best.save(
                     gstep,
                     args=ocp.args.Composite(

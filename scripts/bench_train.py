@@ -60,6 +60,14 @@ def bench_jax(case: dict, batch: int, steps: int, dtype: str) -> tuple[float, fl
 def bench_torch(case: dict, batch: int, steps: int) -> float | None:
     if case["timm"] is None:
         return None
+    import sys
+    import types
+
+    # torchvision's compiled-op registrations fail beside this CPU torch build
+    # ("torchvision::nms does not exist"); timm's EfficientNet never uses them.
+    sys.modules.setdefault(
+        "torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations")
+    )
     try:
         import timm
         import torch
