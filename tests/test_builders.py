@@ -77,6 +77,11 @@ def test_ffpp_official_split(tmp_path):
     b.download_and_prepare()
     for split, exp in expected.items():
         recs = _read(b, split)
+        # The index written at build time matches the records read back one by one.
+        with np.load(Path(b.data_dir) / f"aird_index_{split}.npz") as z:
+            assert z["video_id"].tolist() == [r["video_id"] for r in recs]
+            assert z["label"].tolist() == [int(r["label"]) for r in recs]
+            assert z["frame_index"].tolist() == [int(r["frame_index"]) for r in recs]
         got = {}
         for r in recs:
             got[r["video_id"]] = int(r["label"])

@@ -200,6 +200,11 @@ def test_frames_per_video_and_balance(tmp_path):
     builder = pipeline._builder_for(cfg)
     idx, labels = pipeline._select(builder, "train", 3, 0)
     meta = pipeline.record_index(builder, "train")
+    # The build-time index equals a scan of the records (the fallback for older builds).
+    (Path(builder.data_dir) / "aird_index_train.npz").unlink()
+    scanned = pipeline.record_index(builder, "train")
+    for k in ("label", "video_id", "frame_index"):
+        np.testing.assert_array_equal(meta[k], scanned[k])
     got: dict[str, list[int]] = {}
     for i in idx:
         got.setdefault(str(meta["video_id"][i]), []).append(int(meta["frame_index"][i]))

@@ -139,6 +139,9 @@ class AirdBuilder(tfds.core.GeneratorBasedBuilder):
             homepage=self.HOMEPAGE or None,
             citation=self.CITATION or None,
             metadata=self._metadata(),
+            # Records keep the generation order (integer keys), so the per-split index written
+            # below maps record position -> (label, video_id, frame_index) without a scan.
+            disable_shuffling=True,
         )
 
     def _metadata(self) -> tfds.core.MetadataDict | None:
@@ -206,6 +209,36 @@ class AirdBuilder(tfds.core.GeneratorBasedBuilder):
                     "frame_index": fi,
                 },
             )
+
+    def _splits(self, dl_manager) -> dict[str, Iterator[tuple[str, dict]]]:
+        """Subclasses: {split: iterator of (unique key, example)}."""
+        raise NotImplementedError
+
+    def _split_generators(self, dl_manager):
+        return {s: self._indexed(s, it) for s, it in self._splits(dl_manager).items()}
+
+    def _indexed(self, split: str, examples) -> Iterator[tuple[int, dict]]:
+        """Yield examples under integer keys 0..N-1 and, once the split is written, save its
+        index (label, video_id, frame_index per record) next to the records, where
+        ``pipeline.record_index`` finds it: frame sampling and class balancing then never
+        need to read a whole split of images back."""
+        labels, vids, frames, seen = [], [], [], set()
+        for i, (key, ex) in enumerate(examples):
+            if key in seen:
+                raise ValueError(f"{self.name}: duplicate example key {key!r} in split {split!r}.")
+            seen.add(key)
+            labels.append(int(ex["label"]))
+            vids.append(str(ex["video_id"]))
+            frames.append(int(ex["frame_index"]))
+            yield i, ex
+        # During download_and_prepare, _data_dir is the incomplete folder that TFDS renames
+        # into place when every split is done: the index lands with the data, atomically.
+        np.savez(
+            Path(self._data_dir) / f"aird_index_{split}.npz",
+            label=np.asarray(labels, np.int8),
+            video_id=np.asarray(vids, dtype=str),
+            frame_index=np.asarray(frames, np.int32),
+        )
 
     def _generate_examples(self, items=()):
         yield from items

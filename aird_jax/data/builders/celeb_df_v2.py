@@ -53,7 +53,7 @@ class CelebDFv2(AirdBuilder):
     MANUAL_DOWNLOAD_INSTRUCTIONS = INSTRUCTIONS
     HOMEPAGE = "https://github.com/yuezunli/celeb-deepfakeforensics"
 
-    def _split_generators(self, dl_manager):
+    def _splits(self, dl_manager):
         lst = self.require_file("List_of_testing_videos.txt")
         try:
             test = parse_test_list(lst.read_text())

@@ -86,7 +86,7 @@ class DeeperForensics(AirdBuilder):
                     return {str(v) for pair in json.loads((d / rel).read_text()) for v in pair}
         raise self.missing("the ffpp_test config needs the FF++ split file splits/test.json.")
 
-    def _split_generators(self, dl_manager):
+    def _splits(self, dl_manager):
         fakes, reals = self._fakes(), self._reals()
         if not fakes:
             raise self.missing(f"no end_to_end face folders under {self.aird_faces_dir}.")

@@ -33,7 +33,7 @@ class DFDCPreview(AirdBuilder):
     MANUAL_DOWNLOAD_INSTRUCTIONS = INSTRUCTIONS
     HOMEPAGE = "https://ai.meta.com/datasets/dfdc/"
 
-    def _split_generators(self, dl_manager):
+    def _splits(self, dl_manager):
         meta_path = self.require_file("dataset.json")
         try:
             meta = json.loads(meta_path.read_text())

@@ -62,7 +62,7 @@ class FaceFolder(AirdBuilder):
                     out.append((img, label, method, sub.name, frame_index_from_name(img)))
         return out
 
-    def _split_generators(self, dl_manager):
+    def _splits(self, dl_manager):
         root = self.aird_manual_dir
         if not root.is_dir():
             raise self.missing(f"folder {root} does not exist.")

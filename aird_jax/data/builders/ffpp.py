@@ -99,7 +99,7 @@ class FFPP(AirdBuilder):
             )
         return found
 
-    def _split_generators(self, dl_manager):
+    def _splits(self, dl_manager):
         pairs = self.split_pairs()
         index = self._index()
         if not index:

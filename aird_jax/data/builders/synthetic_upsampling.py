@@ -72,7 +72,7 @@ class SyntheticUpsampling(AirdBuilder):
             source_images=list(synthetic.SOURCE_IMAGES),
         )
 
-    def _split_generators(self, dl_manager):
+    def _splits(self, dl_manager):
         data = synthetic.make_dataset(self.builder_config.spec)
         return {split: self._examples(exs) for split, exs in data.items()}
 
