@@ -106,6 +106,15 @@ def _source(builder: AirdBuilder, split: str):
     return builder.as_data_source(split, decoders={"image": tfds.decode.SkipDecoding()})
 
 
+def _read_many(source, keys: list[int]) -> list:
+    """Batched random reads (array_record reads them in parallel) when the source can."""
+    if not keys:
+        return []
+    if hasattr(source, "__getitems__"):
+        return list(source.__getitems__(keys))
+    return [source[k] for k in keys]
+
+
 def _str(x) -> str:
     return x.decode("utf-8") if isinstance(x, bytes) else str(x)
 
@@ -127,8 +136,7 @@ def record_index(builder: AirdBuilder, split: str) -> dict[str, np.ndarray]:
     chunk = 512
     for start in range(0, n, chunk):
         keys = list(range(start, min(n, start + chunk)))
-        recs = src.__getitems__(keys) if hasattr(src, "__getitems__") else [src[k] for k in keys]
-        for k, r in zip(keys, recs):
+        for k, r in zip(keys, _read_many(src, keys)):
             labels[k] = int(r["label"])
             frames[k] = int(r["frame_index"])
             vids.append(_str(r["video_id"]))
@@ -243,16 +251,17 @@ class _TrainSource(grain.RandomAccessDataSource):
         return self._cache[epoch]
 
     def __getitem__(self, q: int) -> list[dict]:
-        out = []
+        keys, recs = [], []
         for p in range(int(q) * self.batch_size, (int(q) + 1) * self.batch_size):
             # The stream is continuous: a batch may straddle two epochs.
             epoch, j = divmod(p, self.per_shard)
             g = j * self._shard_count + self._shard_index
-            rec = self._source[int(self._indices[self._order(epoch)[g]])]
-            out.append(
-                {"image": rec["image"], "label": int(rec["label"]), "key": (self._seed, epoch, g)}
-            )
-        return out
+            keys.append((self._seed, epoch, g))
+            recs.append(int(self._indices[self._order(epoch)[g]]))
+        return [
+            {"image": r["image"], "label": int(r["label"]), "key": k}
+            for k, r in zip(keys, _read_many(self._source, recs))
+        ]
 
     def __repr__(self) -> str:  # grain logs this; keep it short
         return f"_TrainSource(n={len(self._indices)}, seed={self._seed}, balance={self._balance})"
@@ -377,17 +386,11 @@ class _EvalSource(grain.RandomAccessDataSource):
         return self._n
 
     def __getitem__(self, q: int) -> list[dict]:
-        out = []
-        for i in self._indices[int(q) * self._bs : (int(q) + 1) * self._bs]:
-            rec = self._source[int(i)]
-            out.append(
-                {
-                    "image": rec["image"],
-                    "label": int(rec["label"]),
-                    "video_id": _str(rec["video_id"]),
-                }
-            )
-        return out
+        idx = [int(i) for i in self._indices[int(q) * self._bs : (int(q) + 1) * self._bs]]
+        return [
+            {"image": r["image"], "label": int(r["label"]), "video_id": _str(r["video_id"])}
+            for r in _read_many(self._source, idx)
+        ]
 
     def __repr__(self) -> str:
         return f"_EvalSource(n={len(self._indices)}, batches={self._n})"
