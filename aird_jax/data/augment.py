@@ -105,11 +105,13 @@ def draw(rng: np.random.Generator, p: AugmentParams = AugmentParams()) -> Draws:
 
 def apply(rgb: np.ndarray, d: Draws, p: AugmentParams = AugmentParams()) -> np.ndarray:
     """uint8 RGB -> augmented float32 RGB in [0, 1]."""
-    x = (rgb[:, ::-1] if d.flip else rgb).astype(np.float32)
+    rgb = np.ascontiguousarray(rgb)
+    u8 = cv2.flip(rgb, 1) if d.flip else rgb  # cv2: ~50x faster than a strided numpy copy
     # Brightness then contrast, fused into one affine map (same result, fewer passes over
     # the image): ((x b - m) c + m) with m = mean luma of x b = b * mean luma of x.
     b, c = np.float32(d.brightness), np.float32(d.contrast)
-    m = b * np.float32(x.reshape(-1, 3).mean(axis=0) @ _LUMA) / np.float32(255.0)
+    m = b * np.float32(np.asarray(cv2.mean(u8)[:3], np.float32) @ _LUMA) / np.float32(255.0)
+    x = u8.astype(np.float32)
     x *= b * c / np.float32(255.0)
     x += m * (np.float32(1.0) - c)
     np.clip(x, 0.0, 1.0, out=x)
