@@ -68,13 +68,23 @@ def get_builder(data_cfg) -> AirdBuilder:
 
 
 def ensure_built(builder: AirdBuilder) -> AirdBuilder:
-    """Build on first use (raises DatasetMissingError with instructions if data is missing)."""
-    if not builder.is_prepared():
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(
-                manual_dir=os.fspath(builder.aird_manual_dir)
+    """Build on first use (raises DatasetMissingError with instructions if data is missing).
+
+    A file lock makes concurrent first uses (several processes on one host) build once."""
+    if builder.is_prepared():
+        return builder
+    import fcntl
+
+    lock_dir = Path(builder.data_dir_root)
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / f".{builder.name}.build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not builder.is_prepared():  # another process may have built it meanwhile
+            builder.download_and_prepare(
+                download_config=tfds.download.DownloadConfig(
+                    manual_dir=os.fspath(builder.aird_manual_dir)
+                )
             )
-        )
     return builder
 
 
@@ -175,7 +185,10 @@ def _select(
 
 @functools.lru_cache(maxsize=16)
 def _prepared(data_cfg_key: str) -> AirdBuilder:
-    return ensure_built(get_builder(json.loads(data_cfg_key)))
+    cfg = json.loads(data_cfg_key)
+    ensure_built(get_builder(cfg))
+    # A fresh instance reads the DatasetInfo from disk, also when another process built it.
+    return get_builder(cfg)
 
 
 def _builder_for(data_cfg) -> AirdBuilder:
