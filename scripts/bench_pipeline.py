@@ -66,6 +66,18 @@ def bench_reference(blobs: list[bytes], size: int, n: int) -> float:
     return n / (time.perf_counter() - t)
 
 
+def bench_bare_augment(blobs: list[bytes], size: int, n: int, batch: int) -> float:
+    """The pipeline's per-example work in a bare loop (no tfds, no grain): its overhead."""
+    t = time.perf_counter()
+    for s in range(0, n, batch):
+        imgs = []
+        for i in range(s, s + batch):
+            rgb = augment.resize(augment.decode_image(blobs[i % len(blobs)]), size)
+            imgs.append(augment.apply(rgb, augment.draw(np.random.default_rng([0, 0, i]))))
+        np.stack(imgs)
+    return n / (time.perf_counter() - t)
+
+
 def bench_loader(cfg: dict, batch: int, batches: int) -> float:
     it = iter(pipeline.train_loader(cfg, seed=0, batch_size=batch))
     for _ in range(2 if cfg["workers"] == 0 else 2 * max(1, cfg["workers"])):  # warm-up
@@ -134,6 +146,9 @@ def main() -> int:
               f"batch {args.batch}, {n} images timed")  # fmt: skip
         ref = bench_reference(blobs, args.size, n)
         print(f"{'reference: cv2.imdecode + float loop (1 process)':58s} {ref:8.0f} img/s   1.00x")
+        bare = bench_bare_augment(blobs, args.size, n, args.batch)
+        print(f"{'bare loop: decode + same augment + stack (no tfds/grain)':58s} {bare:8.0f} img/s"
+              f"   {bare / ref:.2f}x")  # fmt: skip
         rows = [("pipeline, in-process (workers=0)", 0)] + [
             (f"pipeline, workers={w}", int(w)) for w in args.workers.split(",") if w
         ]
