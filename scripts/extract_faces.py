@@ -1,6 +1,6 @@
 """Extract aligned MTCNN faces from every video of a dataset folder (paper Section IV-B).
 
-    python scripts/extract_faces.py --videos /path/to/FaceForensics++ --dataset ffpp_c23 \
+    python scripts/extract_faces.py --videos /path/to/FaceForensics++ --dataset ffpp \
         [--frames 10] [--workers 8] [--root data]
 
 Writes ``<root>/faces/<dataset>/<method>/<video_id>/<frame:06d>.png`` (lossless PNG; JPEG
