@@ -48,7 +48,10 @@ def _base() -> ml_collections.ConfigDict:
     m.dtype = "float32"
     m.param_dtype = "float32"
     m.depthwise = "auto"
-    m.pretrained = ""
+    # ImageNet initialisation of the RGB stream (paper III-C), as written by
+    # `python scripts/port_weights.py --model efficientnet_b4 ...` (path relative to the repo root,
+    # where commands run); a missing file stops the run with that command. "" = random init.
+    m.pretrained = "data/weights/efficientnet_b4.msgpack"
 
     d = c.data = ml_collections.ConfigDict()
     d.name = "ffpp"
@@ -112,6 +115,7 @@ def _apply_scale(c: ml_collections.ConfigDict, name: str) -> None:
         c.data.image_size = 64
         c.data.frames_per_video = 0  # still images: no frame subsampling
         c.model.backbone = "efficientnet_tiny"
+        c.model.pretrained = ""  # no ImageNet weights exist for the tiny backbone
         c.model.drop_path_rate = 0.0
         c.train.batch_size = 32
         c.train.eval_batch_size = 64
@@ -129,6 +133,7 @@ def _apply_scale(c: ml_collections.ConfigDict, name: str) -> None:
         c.data.max_examples = 64
         c.data.augment = False
         c.model.backbone = "efficientnet_tiny"
+        c.model.pretrained = ""
         c.model.drop_path_rate = 0.0
         c.train.batch_size = 8
         c.train.eval_batch_size = 16
@@ -145,7 +150,7 @@ def _apply_scale(c: ml_collections.ConfigDict, name: str) -> None:
 # for the paper's setting.
 SCALED_DOWN = {
     "quickstart": "dataset ffpp/c23 -> synthetic_upsampling (embedded, built locally); "
-    "backbone efficientnet_b4 -> efficientnet_tiny (random init); image 224 -> 64; "
+    "backbone ImageNet efficientnet_b4 -> efficientnet_tiny (random init); image 224 -> 64; "
     "epochs 40 -> 6 of 30 steps; SGDR period 10 -> 3 epochs; patience 10 -> 3",
     "smoke": "synthetic_upsampling capped at 64 examples per split, efficientnet_tiny, 32x32, "
     "batch 8, 2 epochs of 3 steps: plumbing only",

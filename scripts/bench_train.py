@@ -31,6 +31,7 @@ def bench_jax(case: dict, batch: int, steps: int, dtype: str) -> tuple[float, fl
     cfg = train.load_config("configs/late_supcon.py")
     cfg.model.backbone, cfg.data.image_size = case["backbone"], case["size"]
     cfg.model.dtype = dtype
+    cfg.model.pretrained = ""  # speed only: random init, no ported weights needed
     cfg.train.batch_size = batch
     n = jax.local_device_count()
     cfg.train.batch_size = max(n, batch // n * n)

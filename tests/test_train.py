@@ -289,6 +289,14 @@ def test_variants_are_the_table_rows():
         c = train.load_config(f"configs/late_supcon.py:{name}")
         assert (c.model.fusion, c.loss.lam) == (fusion, lam)
     paper = train.load_config("configs/late_supcon.py")
+    # Section III-G, transcribed.
+    o, t = paper.optim, paper.train
+    assert (o.lr, o.backbone_lr_mult, o.b1, o.b2, o.weight_decay) == (1e-4, 0.1, 0.9, 0.999, 1e-5)
+    assert (o.restart_epochs, o.min_lr, o.clip_norm) == (10, 1e-6, 1.0)
+    assert (t.batch_size, t.epochs, t.patience) == (32, 40, 10)
+    assert (paper.model.dropout, paper.loss.temperature, paper.loss.lam) == (0.3, 0.07, 0.5)
+    assert (paper.data.name, paper.data.config, paper.data.image_size) == ("ffpp", "c23", 224)
+    assert paper.data.frames_per_video == 10 and paper.seed == 0
     quick = train.load_config("configs/late_supcon.py:quickstart,freq_only")
     assert (quick.model.fusion, quick.data.name) == ("freq_only", "synthetic_upsampling")
     assert quick.scaled_down and not paper.scaled_down
