@@ -135,6 +135,9 @@ def _apply_scale(c: ml_collections.ConfigDict, name: str) -> None:
         c.model.backbone = "efficientnet_tiny"
         c.model.pretrained = ""
         c.model.drop_path_rate = 0.0
+        # XLA's grouped conv compiles ~2x faster on CPU than the "shifted" form "auto" picks
+        # there; at this size compile time dominates the run time.
+        c.model.depthwise = "native"
         c.train.batch_size = 8
         c.train.eval_batch_size = 16
         c.train.epochs = 2
