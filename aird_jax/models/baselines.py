@@ -201,45 +201,62 @@ class XceptionBlock(nn.Module):
         return x + skip
 
 
-# (in, out, reps, strides, start_with_relu, grow_first) for block1..block12.
-_XCEPTION_BLOCKS = (
-    (64, 128, 2, 2, False, True),
-    (128, 256, 2, 2, True, True),
-    (256, 728, 2, 2, True, True),
-    *((728, 728, 3, 1, True, True),) * 8,
-    (728, 1024, 2, 2, True, False),
-)
 XCEPTION_FEATURES = 2048
 
 
+def _width(ch: int, width: float) -> int:
+    return ch if width == 1.0 else max(8, int(round(ch * width / 8)) * 8)
+
+
+def xception_blocks(
+    width: float = 1.0, middle_blocks: int = 8
+) -> list[tuple[int, int, int, int, bool, bool]]:
+    """(in, out, reps, strides, start_with_relu, grow_first) for block1..blockN: entry flow (3
+    blocks), middle flow (8 in Xception), exit block. Non-default width/middle_blocks only for
+    the tiny test-scale variant."""
+    w = lambda c: _width(c, width)
+    return [
+        (w(64), w(128), 2, 2, False, True),
+        (w(128), w(256), 2, 2, True, True),
+        (w(256), w(728), 2, 2, True, True),
+        *[(w(728), w(728), 3, 1, True, True)] * middle_blocks,
+        (w(728), w(1024), 2, 2, True, False),
+    ]
+
+
 class XceptionTrunk(nn.Module):
-    """Xception without its classifier: normalised image -> [B, 2048] pooled features."""
+    """Xception without its classifier: normalised image -> [B, 2048] pooled features.
+
+    `width` / `middle_blocks` exist only for "xception_tiny"; the defaults are Xception."""
 
     axis_name: str | None = None
     depthwise: str = "native"
+    width: float = 1.0
+    middle_blocks: int = 8
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         kw = {"dtype": self.dtype, "param_dtype": self.param_dtype}
+        w = lambda c: _width(c, self.width)
         bn = lambda name: nn.BatchNorm(
             use_running_average=not train, axis_name=self.axis_name, name=name, **_TORCH_BN, **kw
         )
         conv = lambda ch, stride, name: nn.Conv(
-            ch, (3, 3), strides=(stride, stride), padding="VALID", use_bias=False,
+            w(ch), (3, 3), strides=(stride, stride), padding="VALID", use_bias=False,
             kernel_init=_conv_init, name=name, **kw,
         )  # fmt: skip
+        sep = lambda ch, name: SeparableConv(w(ch), self.depthwise, name=name, **kw)
         x = nn.relu(bn("bn1")(conv(32, 2, "conv1")(x)))
         x = nn.relu(bn("bn2")(conv(64, 1, "conv2")(x)))
-        for i, (cin, cout, reps, s, swr, gf) in enumerate(_XCEPTION_BLOCKS, start=1):
+        blocks = xception_blocks(self.width, self.middle_blocks)
+        for i, (cin, cout, reps, s, swr, gf) in enumerate(blocks, start=1):
             x = XceptionBlock(
                 cin, cout, reps, s, swr, gf, self.axis_name, self.depthwise, name=f"block{i}", **kw
             )(x, train)
-        x = nn.relu(bn("bn3")(SeparableConv(1536, self.depthwise, name="conv3", **kw)(x)))
-        x = nn.relu(
-            bn("bn4")(SeparableConv(XCEPTION_FEATURES, self.depthwise, name="conv4", **kw)(x))
-        )
+        x = nn.relu(bn("bn3")(sep(1536, "conv3")(x)))
+        x = nn.relu(bn("bn4")(sep(XCEPTION_FEATURES, "conv4")(x)))
         # Pool in float32 whatever the compute dtype: a 2048-wide mean in bf16 loses digits.
         return jnp.mean(x.astype(jnp.promote_types(x.dtype, jnp.float32)), axis=(1, 2))
 
@@ -251,6 +268,8 @@ class XceptionNet(nn.Module):
     dropout: float = 0.5
     embed_dim: int = 128
     depthwise: str = "auto"
+    width: float = 1.0
+    middle_blocks: int = 8
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
@@ -260,9 +279,15 @@ class XceptionNet(nn.Module):
         kw = {"dtype": self.dtype, "param_dtype": self.param_dtype}
         mean = jnp.asarray(XCEPTION_MEAN, x.dtype)
         std = jnp.asarray(XCEPTION_STD, x.dtype)
-        feats = XceptionTrunk(self.axis_name, self.depthwise, name="rgb_backbone", **kw)(
-            (x - mean) / std, train
+        trunk = XceptionTrunk(
+            self.axis_name,
+            self.depthwise,
+            self.width,
+            self.middle_blocks,
+            name="rgb_backbone",
+            **kw,
         )
+        feats = trunk((x - mean) / std, train)
         h = nn.Dropout(self.dropout)(feats, deterministic=not train)
         logits = nn.Dense(2, name="classifier", **kw)(h)
         emb = ProjectionHead(embed_dim=self.embed_dim, name="projection", **kw)(feats)
@@ -299,7 +324,7 @@ def build_mesonet(model_cfg: ml_collections.ConfigDict, axis_name: str | None = 
 
 
 def build_xception(
-    model_cfg: ml_collections.ConfigDict, axis_name: str | None = None
+    model_cfg: ml_collections.ConfigDict, axis_name: str | None = None, **variant: Any
 ) -> XceptionNet:
     """Xception; FF++ used dropout 0.5 before its 2-way head, so that is used here too."""
     depthwise = _cfg(model_cfg, "depthwise", "auto")
@@ -309,11 +334,22 @@ def build_xception(
         dropout=0.5,
         embed_dim=_cfg(model_cfg, "embed_dim", 128),
         depthwise=depthwise,
+        **variant,
         **_dtypes(model_cfg),
     )
+
+
+def build_xception_tiny(
+    model_cfg: ml_collections.ConfigDict, axis_name: str | None = None
+) -> XceptionNet:
+    """Quarter-width Xception with one middle-flow block (0.6M trunk parameters instead of 20.8M):
+    the same code path at a size that suits CPU smoke runs and tests, like efficientnet_tiny for
+    the detector. Not the baseline; no pretrained weights fit it."""
+    return build_xception(model_cfg, axis_name, width=0.25, middle_blocks=1)
 
 
 BASELINES: dict[str, Callable[..., nn.Module]] = {
     "mesonet": build_mesonet,
     "xception": build_xception,
+    "xception_tiny": build_xception_tiny,
 }
