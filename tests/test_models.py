@@ -389,3 +389,24 @@ def test_early_fusion_zero_extended_stem_matches_rgb_only(tmp_path):
             v_early,
             model_cfg(fusion="early", backbone="efficientnet_b0", pretrained=str(path)),
         )
+
+
+def test_axis_name_gives_cross_replica_batch_norm():
+    """With axis_name, BN statistics over 2 shards of 2 equal those over the whole batch of 4."""
+    x = images(11)
+    cfg = model_cfg(fusion="freq_only", dropout=0.0, freq_dropout=0.0)  # no dropout masks
+    single, sharded = build_model(cfg), build_model(cfg, axis_name="data")
+    v = tiny_variables("freq_only")
+
+    def train(model):
+        return lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"])
+
+    out, upd = jax.jit(train(single))(v, x)
+    xs = x.reshape(2, 2, *x.shape[1:])
+    out_s, upd_s = jax.jit(jax.vmap(train(sharded), in_axes=(None, 0), axis_name="data"))(v, xs)
+    np.testing.assert_allclose(
+        out_s["features"].reshape(4, -1), out["features"], rtol=1e-3, atol=1e-3
+    )
+    for a, b in zip(jax.tree.leaves(upd_s["batch_stats"]), jax.tree.leaves(upd["batch_stats"])):
+        np.testing.assert_allclose(a[0], b, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(a[1], b, rtol=1e-4, atol=1e-6)
