@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -376,7 +375,3 @@ class EfficientNet(nn.Module):
 
 def count_params(tree: Any) -> int:
     return sum(math.prod(p.shape) for p in jax.tree.leaves(tree))
-
-
-def block_names(variant: str) -> Sequence[str]:
-    return [b.name for b in arch_spec(variant)[1]]
