@@ -141,12 +141,17 @@ def is_backbone_path(path: Sequence[Any]) -> bool:
 
 
 def port_command(model_cfg: Any) -> str:
+    """How to create the weights file ``model_cfg.pretrained`` (for error messages)."""
+    out = _get(model_cfg, "pretrained", "")
+    name = _get(model_cfg, "name", "detector")
+    if name != "detector":
+        return f"the weight-port script of model '{name}' with --out {out}"
     backbone = _get(model_cfg, "backbone", "efficientnet_b4")
     tf = "tf_" if _get(model_cfg, "padding", "symmetric") == "same" else ""
     tag = "ns_jft_in1k" if tf else "ra2_in1k"
     return (
         f"python scripts/port_weights.py --model {tf}{backbone} --source timm/{tf}{backbone}.{tag} "
-        f"--out {_get(model_cfg, 'pretrained', '')}   (offline: --checkpoint model.safetensors)"
+        f"--out {out}   (offline: --checkpoint model.safetensors)"
     )
 
 
