@@ -410,3 +410,29 @@ def test_axis_name_gives_cross_replica_batch_norm():
     for a, b in zip(jax.tree.leaves(upd_s["batch_stats"]), jax.tree.leaves(upd["batch_stats"])):
         np.testing.assert_allclose(a[0], b, rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(a[1], b, rtol=1e-4, atol=1e-6)
+
+
+def test_frequency_stream_sees_highpass_of_raw_gray():
+    """freq_only logits == heads(freq_stream(dct_highpass(rgb_to_gray(raw x), cutoff)))."""
+    import flax.linen as nn
+
+    from aird_jax.models.detector import FusionMLP
+    from aird_jax.models.frequency import FrequencyStream
+    from aird_jax.ops.dct import dct_highpass, rgb_to_gray
+
+    x = images(13)
+    v = tiny_variables("freq_only")
+    model = build_model(model_cfg(fusion="freq_only", dct_cutoff=2))
+    got = jax.jit(lambda v, x: model.apply(v, x)["logits"])(v, x)
+
+    def sub(name):
+        return {c: v[c][name] for c in ("params", "batch_stats") if name in v[c]}
+
+    def by_hand(v, x):
+        f = FrequencyStream().apply(sub("freq_stream"), dct_highpass(rgb_to_gray(x), 2))
+        h = FusionMLP().apply(sub("fusion"), f, False)
+        return nn.Dense(2).apply(sub("classifier"), h)
+
+    np.testing.assert_allclose(got, jax.jit(by_hand)(v, x), rtol=1e-5, atol=1e-5)
+    other = jax.jit(lambda v, x: build_model(model_cfg(fusion="freq_only")).apply(v, x))(v, x)
+    assert not np.allclose(other["logits"], got)  # the cutoff really reaches the DCT
