@@ -1,0 +1,55 @@
+"""Shared, once-per-session state for the eval tests (test_evaluate/test_reproduce/test_predict).
+
+Training even a tiny run costs seconds of compilation, so the smoke reproduction runs are
+trained ONCE per pytest process into a temporary results folder and reused by every eval test
+(a plain module-level cache: pytest would re-create a session fixture per importing module).
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import importlib.util
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@functools.cache
+def load_script(name: str):
+    """Import scripts/<name>.py as a module (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(
+        f"_aird_script_{name}", ROOT / "scripts" / f"{name}.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses resolve their module through sys.modules
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@functools.cache
+def results_dir() -> Path:
+    d = Path(tempfile.mkdtemp(prefix="aird_eval_tests_"))
+    atexit.register(shutil.rmtree, d, True)
+    return d
+
+
+@functools.cache
+def smoke_table(n: int) -> dict:
+    """reproduce --table n --smoke --seeds 0 into the shared results folder (once)."""
+    rep = load_script("reproduce")
+    opts = rep.Options(results=results_dir(), seeds=(0,), smoke=True)
+    log: list[str] = []
+    out = rep.reproduce(n, opts, log=log.append)
+    return {**out, "log": log, "opts": opts}
+
+
+def tiny_run_dir() -> Path:
+    """The smoke run of the full method (late fusion + SupCon), seed 0: trained on demand."""
+    rep = load_script("reproduce")
+    opts = rep.Options(results=results_dir(), seeds=(0,), smoke=True)
+    return rep.ensure_trained(rep.OURS, 0, opts, log=lambda s: None)
