@@ -175,14 +175,14 @@ def format_table(results: list[FileResult], threshold: float) -> str:
     w = max([len(r.path) for r in results] + [4])
     w = min(w, 60)
     lines = [
-        f"{'file':<{w}}  {'kind':<5} {'faces':>5} {'P(fake)':>8}  {'verdict':<7} status",
-        "-" * (w + 45),
+        f"{'file':<{w}}  {'kind':<7} {'faces':>5} {'P(fake)':>8}  {'verdict':<7} status",
+        "-" * (w + 47),
     ]
     for r in results:
         name = r.path if len(r.path) <= w else "..." + r.path[-(w - 3) :]
         p = f"{r.p_fake:8.4f}" if r.p_fake is not None else f"{'-':>8}"
         status = r.status + (f" ({r.message})" if r.message else "")
-        lines.append(f"{name:<{w}}  {r.kind:<5} {r.faces:>5} {p}  {r.verdict:<7} {status}")
+        lines.append(f"{name:<{w}}  {r.kind:<7} {r.faces:>5} {p}  {r.verdict:<7} {status}")
     lines.append(f"threshold {threshold:.4f}: P(fake) >= threshold => fake")
     return "\n".join(lines)
 

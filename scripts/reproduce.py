@@ -640,7 +640,10 @@ def table_header(n: int, opts: Options, extra: str = "") -> list[str]:
     mode = " — SMOKE (tiny synthetic stand-in, numbers are meaningless)" if opts.smoke else ""
     out = [f"# Table {['I', 'II', 'III', 'IV', 'V', 'VI'][n - 1]}: {t.title}{mode}", ""]
     if n in TABLE_HEADERS:
-        out.append(TABLE_HEADERS[n])
+        out.append(
+            ("Paper setting (replaced by stand-ins in smoke mode, below): " if opts.smoke else "")
+            + TABLE_HEADERS[n]
+        )
     if n != 6:
         out.append(
             f"Levels: {LEVEL_NOTE} Values in %; ours = mean ± sample std over seeds "
