@@ -20,7 +20,6 @@ import importlib.util
 import json
 import math
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -518,25 +517,9 @@ def load_run(workdir: str | Path, checkpoint: str | int = "best") -> Run:
 
 # ----------------------------------------------------------------------------- bookkeeping
 def _package_versions() -> dict[str, str]:
-    import importlib.metadata as md
+    from aird_jax.evaluate import package_versions  # one list of versions for runs and evals
 
-    out = {"python": platform.python_version()}
-    for p in (
-        "jax",
-        "jaxlib",
-        "flax",
-        "optax",
-        "orbax-checkpoint",
-        "grain",
-        "ml-collections",
-        "numpy",
-        "tensorflow-datasets",
-    ):
-        try:
-            out[p] = md.version(p)
-        except md.PackageNotFoundError:
-            out[p] = "not installed"
-    return out
+    return package_versions()
 
 
 def _git_commit() -> str:
