@@ -126,6 +126,8 @@ def eval_data_config(
             data_cfg.config = config if config is not None else ""
             data_cfg.manual_dir = ""  # the run's manual_dir belongs to its training dataset
             data_cfg.max_examples = 0
+            if "methods" in data_cfg:  # the run's method filter names its own dataset's methods
+                data_cfg.methods = ""
         elif config is not None:
             data_cfg.config = config
         data_cfg.augment = False

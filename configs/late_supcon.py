@@ -67,6 +67,9 @@ def _base() -> ml_collections.ConfigDict:
     d.augment = True
     d.workers = 0
     d.max_examples = 0
+    # Fake methods to keep, comma-separated (e.g. "Deepfakes,Face2Face,FaceSwap" for a
+    # leave-one-method-out run); "" = all. Real records are always kept.
+    d.methods = ""
 
     o = c.optim = ml_collections.ConfigDict()
     o.lr = 1e-4

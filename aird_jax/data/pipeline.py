@@ -7,6 +7,9 @@ spaced frames per video for video datasets, the paper's augmentations with every
 from (seed, epoch, global position) -- so batches do not depend on ``workers`` -- and an
 iterator whose state is a JSON-able dict (grain's state) for checkpoints.
 
+``data_cfg.methods`` ("A,B"; "" = all) keeps the real records and the fakes of the listed
+methods, in every split (train, num_examples, eval), from the per-split index: no image is read.
+
 Eval: one pass, no augmentation, all frames (or ``frames_per_video``), ``video_id`` carried for
 video-level metrics, the last batch padded with ``mask=False``; every host yields the same
 number of batches (fully masked ones if needed) so collective evaluation never deadlocks.
@@ -129,20 +132,28 @@ def _str(x) -> str:
     return x.decode("utf-8") if isinstance(x, bytes) else str(x)
 
 
-def record_index(builder: AirdBuilder, split: str) -> dict[str, np.ndarray]:
-    """Per-record label / video_id / frame_index of a split, cached next to the build.
+def record_index(
+    builder: AirdBuilder, split: str, *, need_method: bool = False
+) -> dict[str, np.ndarray]:
+    """Per-record label / video_id / frame_index (and method) of a split, cached next to the
+    build.
 
-    Needed for frame sampling and class balancing; one sequential scan the first time.
+    Needed for frame sampling, class balancing and method filtering; one sequential scan (no
+    image decoding) when the build wrote no index, or an older one without ``method`` and the
+    caller filters by method.
     """
     cache = Path(builder.data_dir) / f"aird_index_{split}.npz"
     if cache.is_file():
         with np.load(cache, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+            out = {k: z[k] for k in z.files}
+        if "method" in out or not need_method:
+            return out
     src = _source(builder, split)
     n = len(src)
     labels = np.zeros(n, np.int8)
     frames = np.zeros(n, np.int32)
     vids: list[str] = []
+    methods: list[str] = []
     chunk = 512
     for start in range(0, n, chunk):
         keys = list(range(start, min(n, start + chunk)))
@@ -150,7 +161,13 @@ def record_index(builder: AirdBuilder, split: str) -> dict[str, np.ndarray]:
             labels[k] = int(r["label"])
             frames[k] = int(r["frame_index"])
             vids.append(_str(r["video_id"]))
-    out = {"label": labels, "video_id": np.asarray(vids, dtype=str), "frame_index": frames}
+            methods.append(_str(r["method"]))
+    out = {
+        "label": labels,
+        "video_id": np.asarray(vids, dtype=str),
+        "frame_index": frames,
+        "method": np.asarray(methods, dtype=str),
+    }
     try:
         tmp = cache.with_suffix(".tmp.npz")
         np.savez(tmp, **out)
@@ -160,13 +177,53 @@ def record_index(builder: AirdBuilder, split: str) -> dict[str, np.ndarray]:
     return out
 
 
+def parse_methods(value: str | None) -> tuple[str, ...]:
+    """``data.methods`` ("Deepfakes,FaceSwap"; "" = all) -> sorted unique names."""
+    if not value:
+        return ()
+    if not isinstance(value, str):
+        value = ",".join(map(str, value))
+    return tuple(sorted({m.strip() for m in value.split(",") if m.strip()}))
+
+
+def dataset_methods(builder: AirdBuilder) -> list[str]:
+    """Fake methods present in any split of the build (from the per-split indexes)."""
+    found: set[str] = set()
+    for split in builder.info.splits.keys():
+        meta = record_index(builder, split, need_method=True)
+        found.update(str(m) for m in np.unique(meta["method"][meta["label"] == 1]))
+    return sorted(found)
+
+
+def _method_mask(builder: AirdBuilder, split: str, meta: dict, methods: tuple[str, ...]):
+    """Records to keep: every real one, and fakes whose ``method`` is listed."""
+    known = dataset_methods(builder)
+    unknown = [m for m in methods if m not in known and m != "real"]
+    if unknown:
+        raise ValueError(
+            f"data.methods names unknown method(s) {unknown}; dataset {builder.name!r} has the "
+            f"fake methods {known} (comma-separated, '' = all; reals are always kept)."
+        )
+    return (meta["label"] == 0) | np.isin(meta["method"], list(methods))
+
+
 def _select(
-    builder: AirdBuilder, split: str, frames_per_video: int | None, max_examples: int
+    builder: AirdBuilder,
+    split: str,
+    frames_per_video: int | None,
+    max_examples: int,
+    methods: str | None = "",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Record indices (sorted) and their labels after frame sampling and the cap."""
+    """Record indices (sorted) and their labels after the method filter, frame sampling and
+    the cap (in that order: the cap counts only kept records)."""
     need_index = builder.IS_VIDEO and frames_per_video
-    meta = record_index(builder, split)
+    keep_methods = parse_methods(methods)
+    meta = record_index(builder, split, need_method=bool(keep_methods))
     idx = np.arange(len(meta["label"]))
+    if keep_methods:
+        mask = _method_mask(builder, split, meta, keep_methods)
+        idx = np.flatnonzero(mask)
+        meta = {k: v[mask] for k, v in meta.items()}
     if need_index:
         from aird_jax.data.video import sample_frame_indices
 
@@ -176,11 +233,13 @@ def _select(
         keep = []
         for a, b in zip(bounds[:-1], bounds[1:]):
             keep.extend(order[a + i] for i in sample_frame_indices(b - a, int(frames_per_video)))
-        idx = np.sort(np.asarray(keep, np.int64))
-    if max_examples and len(idx) > max_examples:
+        pos = np.sort(np.asarray(keep, np.int64))  # positions into the (filtered) meta
+    else:
+        pos = np.arange(len(idx))
+    if max_examples and len(pos) > max_examples:
         # A fixed (seed-independent) subset: the same examples for every run and host.
-        idx = np.sort(np.random.default_rng(0).permutation(idx)[:max_examples])
-    return idx, meta["label"][idx].astype(np.int32)
+        pos = np.sort(np.random.default_rng(0).permutation(pos)[:max_examples])
+    return idx[pos], meta["label"][pos].astype(np.int32)
 
 
 @functools.lru_cache(maxsize=16)
@@ -221,11 +280,14 @@ def num_examples(data_cfg, split: str) -> int:
             split,
             _cfg(data_cfg, "frames_per_video", 10),
             _cfg(data_cfg, "max_examples", 0),
+            _cfg(data_cfg, "methods", ""),
         )
         if _cfg(data_cfg, "balance", False) and len(labels):
             return int(np.unique(labels, return_counts=True)[1].max() * len(np.unique(labels)))
         return len(labels)
-    idx, _ = _select(builder, split, None, _cfg(data_cfg, "max_examples", 0))
+    idx, _ = _select(
+        builder, split, None, _cfg(data_cfg, "max_examples", 0), _cfg(data_cfg, "methods", "")
+    )
     return len(idx)
 
 
@@ -355,7 +417,11 @@ def train_loader(
     builder = _builder_for(data_cfg)
     split = _cfg(data_cfg, "train_split", "train")
     idx, labels = _select(
-        builder, split, _cfg(data_cfg, "frames_per_video", 10), _cfg(data_cfg, "max_examples", 0)
+        builder,
+        split,
+        _cfg(data_cfg, "frames_per_video", 10),
+        _cfg(data_cfg, "max_examples", 0),
+        _cfg(data_cfg, "methods", ""),
     )
     if len(idx) == 0:
         raise ValueError(f"Split {split!r} of {builder.name!r} is empty.")
@@ -494,7 +560,13 @@ def eval_loader(
             )
     builder = _builder_for(data_cfg)
     _check_split(builder, split)
-    idx, _ = _select(builder, split, frames_per_video, _cfg(data_cfg, "max_examples", 0))
+    idx, _ = _select(
+        builder,
+        split,
+        frames_per_video,
+        _cfg(data_cfg, "max_examples", 0),
+        _cfg(data_cfg, "methods", ""),
+    )
     per = math.ceil(len(idx) / shard_count) if len(idx) else 0
     mine = idx[shard_index * per : (shard_index + 1) * per]
     return EvalLoader(

@@ -219,10 +219,10 @@ class AirdBuilder(tfds.core.GeneratorBasedBuilder):
 
     def _indexed(self, split: str, examples) -> Iterator[tuple[int, dict]]:
         """Yield examples under integer keys 0..N-1 and, once the split is written, save its
-        index (label, video_id, frame_index per record) next to the records, where
-        ``pipeline.record_index`` finds it: frame sampling and class balancing then never
-        need to read a whole split of images back."""
-        labels, vids, frames, seen = [], [], [], set()
+        index (label, video_id, frame_index, method per record) next to the records, where
+        ``pipeline.record_index`` finds it: frame sampling, class balancing and method
+        filtering then never need to read a whole split of images back."""
+        labels, vids, frames, methods, seen = [], [], [], [], set()
         for i, (key, ex) in enumerate(examples):
             if key in seen:
                 raise ValueError(f"{self.name}: duplicate example key {key!r} in split {split!r}.")
@@ -230,6 +230,7 @@ class AirdBuilder(tfds.core.GeneratorBasedBuilder):
             labels.append(int(ex["label"]))
             vids.append(str(ex["video_id"]))
             frames.append(int(ex["frame_index"]))
+            methods.append(str(ex["method"]))
             yield i, ex
         # During download_and_prepare, _data_dir is the incomplete folder that TFDS renames
         # into place when every split is done: the index lands with the data, atomically.
@@ -238,6 +239,7 @@ class AirdBuilder(tfds.core.GeneratorBasedBuilder):
             label=np.asarray(labels, np.int8),
             video_id=np.asarray(vids, dtype=str),
             frame_index=np.asarray(frames, np.int32),
+            method=np.asarray(methods, dtype=str),
         )
 
     def _generate_examples(self, items=()):
