@@ -157,13 +157,30 @@ def resolve_depthwise(impl: str) -> str:
     return impl
 
 
+def _phases(xp: jax.Array, s: int) -> dict[tuple[int, int], jax.Array]:
+    """Polyphase split: ``xp[:, a::s, b::s]`` for each (a, b), so every tap is a stride-1 slice.
+
+    Strided slices inside XLA:CPU's fused loops are slow (~10x a stride-1 slice); splitting once
+    turns the k*k strided reads of a stride-2 conv into s*s strided copies plus stride-1 reads.
+    """
+    if s == 1:
+        return {(0, 0): xp}
+    b, hp, wp, c = xp.shape
+    return {
+        (a, e): lax.slice(xp, (0, a, e, 0), (b, hp, wp, c), (1, s, s, 1))
+        for a in range(s)
+        for e in range(s)
+    }
+
+
 def _taps(xp: jax.Array, k: int, s: int, ho: int, wo: int):
     """The k*k strided windows of the padded input, one per kernel tap."""
+    phases = _phases(xp, s)
     b, c = xp.shape[0], xp.shape[-1]
     for i in range(k):
         for j in range(k):
-            limit = (b, i + s * (ho - 1) + 1, j + s * (wo - 1) + 1, c)
-            yield i, j, lax.slice(xp, (0, i, j, 0), limit, (1, s, s, 1))
+            src, di, dj = phases[(i % s, j % s)], i // s, j // s
+            yield i, j, lax.slice(src, (0, di, dj, 0), (b, di + ho, dj + wo, c))
 
 
 def _shifted_sum(xp: jax.Array, w: jax.Array, s: int) -> jax.Array:
@@ -189,7 +206,7 @@ def _depthwise_shifted_fwd(xp, w, s):
 def _depthwise_shifted_bwd(s, res, g):
     # Autodiff of the slices gives k*k padded copies of g that XLA:CPU does not fuse well (the
     # backward ran ~10x the forward). Instead: d(input) is itself a stride-1 shifted sum over g,
-    # dilated by the stride and padded, with the kernel flipped; d(kernel) is one reduction per tap.
+    # dilated by the stride and padded, with the kernel flipped; d(kernel) see _kernel_grad.
     xp, w = res
     k = w.shape[0]
     hp, wp = xp.shape[1], xp.shape[2]
@@ -213,8 +230,64 @@ def _depthwise_shifted_bwd(s, res, g):
             )
             term = tap * w[i, j, 0]
             dxp = term if dxp is None else dxp + term
-    dw = jnp.stack([jnp.sum(t * g, axis=(0, 1, 2)) for _, _, t in _taps(xp, k, s, ho, wo)])
+    dw = _kernel_grad(xp, g, k, s)
     return dxp, dw.reshape(w.shape).astype(w.dtype)
+
+
+# Output rows (image, row) handled per loop iteration by ``_kernel_grad``: enough to amortise the
+# loop's per-iteration cost, few enough to keep the unrolled body (and compile time) small.
+_DW_ROWS_PER_STEP = 16
+
+
+def _kernel_grad(xp: jax.Array, g: jax.Array, k: int, s: int) -> jax.Array:
+    """d(kernel) of the shifted depthwise conv: ``[k * k, C]`` sums of ``tap * g`` over (b, h, w).
+
+    XLA:CPU's reductions over the leading axes run far below memory speed here, and one
+    ``sum(tap * g)`` per tap also materialises every tap (k*k full-size copies). Instead a loop
+    walks the output rows a few (image, row) pairs at a time and accumulates each tap's products
+    into a ``[Wo, C]`` row with plain element-wise adds (which XLA fuses and vectorises); only the
+    final sum over ``Wo`` is a reduction, on a tiny array.
+    """
+    b, ho, wo, c = g.shape
+    acc_dtype = jnp.promote_types(g.dtype, jnp.float32)
+    bu = max(d for d in range(1, min(b, _DW_ROWS_PER_STEP) + 1) if b % d == 0)
+    rows = min(-(-_DW_ROWS_PER_STEP // bu), ho)
+    nblk = -(-ho // rows)
+    hpad = nblk * rows
+    if hpad != ho:  # zero rows of g contribute nothing
+        g = jnp.pad(g, ((0, 0), (0, hpad - ho), (0, 0), (0, 0)))
+    reach = (k - 1) // s  # largest per-phase tap offset
+    span = rows + reach
+    phases = _phases(xp, s)
+    for key, src in phases.items():  # pad so that the padded rows' windows stay in range
+        if src.shape[1] < hpad + reach:
+            phases[key] = jnp.pad(src, ((0, 0), (0, hpad + reach - src.shape[1]), (0, 0), (0, 0)))
+
+    def body(it, acc):
+        b0 = (it // nblk) * bu
+        h0 = (it % nblk) * rows
+        win = {
+            key: lax.dynamic_slice(src, (b0, h0, 0, 0), (bu, span, src.shape[2], c)).astype(
+                acc_dtype
+            )
+            for key, src in phases.items()
+        }
+        gr = lax.dynamic_slice(g, (b0, h0, 0, 0), (bu, rows, wo, c)).astype(acc_dtype)
+        out = []
+        for i in range(k):
+            for j in range(k):
+                xr, di, dj = win[(i % s, j % s)], i // s, j // s
+                tot = acc[i * k + j]
+                for n in range(bu):
+                    for r in range(rows):
+                        row = lax.slice(xr, (n, r + di, dj, 0), (n + 1, r + di + 1, dj + wo, c))
+                        tot = tot + row.reshape(wo, c) * gr[n, r]
+                out.append(tot)
+        return tuple(out)
+
+    init = tuple(jnp.zeros((wo, c), acc_dtype) for _ in range(k * k))
+    acc = lax.fori_loop(0, nblk * (b // bu), body, init)
+    return jnp.stack(acc).sum(axis=1)
 
 
 _depthwise_shifted.defvjp(_depthwise_shifted_fwd, _depthwise_shifted_bwd)
