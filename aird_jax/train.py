@@ -282,7 +282,14 @@ def make_train_step(
             acc = jnp.mean((jnp.argmax(out["logits"], -1) == labels).astype(jnp.float32))
             return ce + lam * con, (upd.get("batch_stats", {}), ce, con, acc)
 
-        grads, (new_bs, ce, con, acc) = jax.grad(loss_fn, has_aux=True)(state["params"])
+        # Differentiate w.r.t. a per-device ("varying") copy of the replicated params. Without
+        # the cast, shard_map's autodiff already psums the gradient of a replicated input over
+        # devices, and the pmean below would leave n_devices x the mean gradient (which then
+        # changes gradient clipping and the coupled weight decay with the device count). The
+        # cast also gives custom-VJP layers (the shifted depthwise conv) cotangents of the type
+        # shard_map expects.
+        local_params = jax.lax.pcast(state["params"], AXIS, to="varying")
+        grads, (new_bs, ce, con, acc) = jax.grad(loss_fn, has_aux=True)(local_params)
         grads = jax.lax.pmean(grads, AXIS)
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)

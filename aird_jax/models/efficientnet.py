@@ -230,8 +230,24 @@ def _depthwise_shifted_bwd(s, res, g):
             )
             term = tap * w[i, j, 0]
             dxp = term if dxp is None else dxp + term
-    dw = _kernel_grad(xp, g, k, s)
-    return dxp, dw.reshape(w.shape).astype(w.dtype)
+    dw = _kernel_grad(xp, g, k, s).reshape(w.shape).astype(w.dtype)
+    return _match_vma(dxp, xp), _match_vma(dw, w)
+
+
+def _match_vma(ct: jax.Array, primal: jax.Array) -> jax.Array:
+    """Give a cotangent the varying-manual-axes type of its primal (inside shard_map).
+
+    A primal that is replicated over a mesh axis while the cotangent varies over it was
+    implicitly broadcast (pvary) in the forward pass; the transpose of that is a psum.
+    Outside shard_map both sets are empty and this is the identity.
+    """
+    extra = tuple(
+        sorted(
+            getattr(jax.typeof(ct), "vma", frozenset())
+            - getattr(jax.typeof(primal), "vma", frozenset())
+        )
+    )
+    return lax.psum(ct, extra) if extra else ct
 
 
 # Output rows (image, row) handled per loop iteration by ``_kernel_grad``: enough to amortise the
@@ -285,7 +301,10 @@ def _kernel_grad(xp: jax.Array, g: jax.Array, k: int, s: int) -> jax.Array:
                 out.append(tot)
         return tuple(out)
 
-    init = tuple(jnp.zeros((wo, c), acc_dtype) for _ in range(k * k))
+    # The carry must have the loop body's type, including shard_map's varying axes: derive the
+    # zeros from g (a [Wo, C] slice of it) rather than from a fresh, replicated jnp.zeros.
+    zero = (g[0, 0] * 0).astype(acc_dtype)
+    init = tuple(zero for _ in range(k * k))
     acc = lax.fori_loop(0, nblk * (b // bu), body, init)
     return jnp.stack(acc).sum(axis=1)
 
