@@ -26,6 +26,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from aird_jax.models import path_names
+
 BACKBONE, HEAD = "backbone", "head"
 
 
@@ -45,22 +47,10 @@ def sgdr_schedule(
     return schedule
 
 
-def _path_names(path: tuple[Any, ...]) -> tuple[str, ...]:
-    out = []
-    for k in path:
-        for attr in ("key", "name", "idx"):
-            if hasattr(k, attr):
-                out.append(str(getattr(k, attr)))
-                break
-        else:
-            out.append(str(k))
-    return tuple(out)
-
-
 def param_labels(params: Any, is_backbone: Callable[[tuple[str, ...]], bool]) -> Any:
     """A tree like ``params`` holding "backbone" or "head" for each leaf."""
     return jax.tree_util.tree_map_with_path(
-        lambda p, _: BACKBONE if is_backbone(_path_names(p)) else HEAD, params
+        lambda p, _: BACKBONE if is_backbone(tuple(path_names(p))) else HEAD, params
     )
 
 

@@ -117,7 +117,8 @@ def build_detector(model_cfg: Any, axis_name: str | None = None) -> Detector:
     )
 
 
-def _names(path: Sequence[Any]) -> list[str]:
+def path_names(path: Sequence[Any]) -> list[str]:
+    """Plain names of a parameter path (a tuple of names or a jax tree path)."""
     out = []
     for k in path:
         for attr in ("key", "name", "idx"):
@@ -134,7 +135,7 @@ def is_backbone_path(path: Sequence[Any]) -> bool:
 
     Accepts a tuple of names or a jax tree path, with or without a leading collection name.
     """
-    names = _names(path)
+    names = path_names(path)
     if names and names[0] in ("params", "batch_stats"):
         names = names[1:]
     return bool(names) and names[0] == BACKBONE
