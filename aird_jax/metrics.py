@@ -12,13 +12,18 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def _check(labels: Sequence | np.ndarray, scores: Sequence | np.ndarray) -> tuple[np.ndarray, ...]:
+def _flat(labels: Sequence | np.ndarray, scores: Sequence | np.ndarray) -> tuple[np.ndarray, ...]:
     y = np.asarray(labels).reshape(-1)
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
     if y.shape != s.shape:
         raise ValueError(f"labels and scores differ in length: {y.shape[0]} vs {s.shape[0]}")
     if y.size == 0:
         raise ValueError("no samples: labels and scores are empty")
+    return y, s
+
+
+def _check(labels: Sequence | np.ndarray, scores: Sequence | np.ndarray) -> tuple[np.ndarray, ...]:
+    y, s = _flat(labels, scores)
     uniq = np.unique(y)
     if not np.all(np.isin(uniq, (0, 1))):
         raise ValueError(f"labels must be 0 (real) or 1 (fake), got values {uniq.tolist()}")
@@ -84,12 +89,7 @@ def best_threshold(labels, scores) -> float:
 
 def accuracy(labels, scores, threshold: float) -> float:
     """Fraction correct when ``score >= threshold`` means fake."""
-    y = np.asarray(labels).reshape(-1)
-    s = np.asarray(scores, dtype=np.float64).reshape(-1)
-    if y.shape != s.shape:
-        raise ValueError(f"labels and scores differ in length: {y.shape[0]} vs {s.shape[0]}")
-    if y.size == 0:
-        raise ValueError("no samples: labels and scores are empty")
+    y, s = _flat(labels, scores)
     return float(np.mean((s >= threshold).astype(np.int64) == y))
 
 

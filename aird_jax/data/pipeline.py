@@ -269,19 +269,24 @@ def _epoch_order(labels: np.ndarray, seed: int, epoch: int, balance: bool) -> np
     return rng.permutation(np.concatenate(parts))
 
 
+def _select_train(builder, data_cfg, split: str):
+    """Training selection (frame sampling, cap, method filter) as the config asks for it."""
+    return _select(
+        builder,
+        split,
+        _cfg(data_cfg, "frames_per_video", 10),
+        _cfg(data_cfg, "max_examples", 0),
+        _cfg(data_cfg, "methods", ""),
+    )
+
+
 def num_examples(data_cfg, split: str) -> int:
     """Examples per epoch for ``data_cfg.train_split`` (global, before host sharding, after
     frame sampling and balancing); for any other split, what ``eval_loader`` yields with
     ``frames_per_video=None`` (all frames)."""
     builder = _builder_for(data_cfg)
     if split == _cfg(data_cfg, "train_split", "train"):
-        _, labels = _select(
-            builder,
-            split,
-            _cfg(data_cfg, "frames_per_video", 10),
-            _cfg(data_cfg, "max_examples", 0),
-            _cfg(data_cfg, "methods", ""),
-        )
+        _, labels = _select_train(builder, data_cfg, split)
         if _cfg(data_cfg, "balance", False) and len(labels):
             return int(np.unique(labels, return_counts=True)[1].max() * len(np.unique(labels)))
         return len(labels)
@@ -416,13 +421,7 @@ def train_loader(
         raise ValueError(f"shard_index {shard_index} not in [0, {shard_count}).")
     builder = _builder_for(data_cfg)
     split = _cfg(data_cfg, "train_split", "train")
-    idx, labels = _select(
-        builder,
-        split,
-        _cfg(data_cfg, "frames_per_video", 10),
-        _cfg(data_cfg, "max_examples", 0),
-        _cfg(data_cfg, "methods", ""),
-    )
+    idx, labels = _select_train(builder, data_cfg, split)
     if len(idx) == 0:
         raise ValueError(f"Split {split!r} of {builder.name!r} is empty.")
     src = _TrainSource(
