@@ -16,56 +16,23 @@ import dataclasses
 import json
 import math
 import os
-import platform
 import sys
 import time
 from collections.abc import Iterable
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from aird_jax import metrics
+from aird_jax.config import jsonable, package_versions
 
 # Bump when the layout of the results JSON changes (readers check it).
 RESULTS_VERSION = 1
-_PACKAGES = (
-    "aird_jax",
-    "jax",
-    "jaxlib",
-    "flax",
-    "optax",
-    "orbax-checkpoint",
-    "grain",
-    "tensorflow-datasets",
-    "numpy",
-    "scikit-learn",
-    "opencv-python-headless",
-)
 
 
 class EvaluationError(RuntimeError):
     """A problem the user can fix (missing run, dataset, bad argument); the message says how."""
-
-
-def package_versions() -> dict[str, str]:
-    """Versions of the packages that can change a number, plus Python and the JAX backend."""
-    out = {"python": platform.python_version(), "platform": platform.platform()}
-    for name in _PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    try:
-        import jax
-
-        devs = jax.devices()
-        out["jax_backend"] = jax.default_backend()
-        out["device"] = f"{len(devs)} x {devs[0].device_kind}"
-    except Exception as e:  # noqa: BLE001 - versions are informative, never fatal
-        out["jax_backend"] = f"unavailable ({e})"
-    return out
 
 
 def load_run_or_explain(workdir: str | os.PathLike, checkpoint: str | int = "best"):
@@ -389,7 +356,7 @@ def evaluate_run(
         "image_size": int(data_cfg.image_size),
         "threshold": threshold,
         "threshold_source": "run validation set (val_metrics['threshold'], frame level)",
-        "val_metrics": {k: _jsonable(v) for k, v in dict(run.val_metrics).items()},
+        "val_metrics": {k: jsonable(v) for k, v in dict(run.val_metrics).items()},
         "n_frames": int(scores.size),
         "n_videos": int(np.unique(vids).size),
         "metrics": compute_metrics(scores, labels, vids, threshold),
@@ -417,19 +384,9 @@ def evaluate_run(
     return result
 
 
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, (np.floating, np.integer)):
-        return v.item()
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    if hasattr(v, "item") and getattr(v, "shape", None) == ():
-        return v.item()
-    return v
-
-
 def _atomic_write_json(path: Path, obj: Any) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_jsonable, allow_nan=True))
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=jsonable, allow_nan=True))
     os.replace(tmp, path)
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from aird_jax import config as cfg
 from aird_jax import train
 
 FLAGS = flags.FLAGS
@@ -53,7 +54,7 @@ def explain_override_error(argv: list[str], error: Exception) -> str:
     """Turn a failed ``--config.x.y=v`` into "unknown key ... valid keys: ..."."""
     spec = _config_spec(argv)
     try:
-        config = train.load_config(spec) if spec else None
+        config = cfg.load_config(spec) if spec else None
     except Exception:  # the config file itself is broken: show the original error
         config = None
     for a in argv:
@@ -90,7 +91,7 @@ def main(argv: list[str]) -> None:
     config = FLAGS.config
     workdir = FLAGS.workdir or default_workdir(config_flags.get_config_filename(FLAGS["config"]))
     try:
-        train.validate_config(config)  # before any device work or compilation
+        cfg.validate_config(config)  # before any device work or compilation
     except ValueError as e:
         sys.exit(f"Invalid configuration: {e}")
     train.train_and_evaluate(config, workdir)

@@ -115,7 +115,7 @@ class Predictor:
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
     def predict_file(self, path: Path, frames: int | None, threshold: float) -> FileResult:
-        from aird_jax.data.faces import load_image
+        from aird_jax.data.preprocess import load_image
         from aird_jax.data.video import ReadReport, VideoReadError, read_frames
 
         kind = _kind(path)

@@ -16,12 +16,10 @@ checkpoint and ends with bitwise the same parameters as an uninterrupted run.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import math
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -40,80 +38,10 @@ import orbax.checkpoint as ocp
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from aird_jax import config as cfg
 from aird_jax import losses, metrics, optim
 
 AXIS = "data"
-REPO_ROOT = Path(__file__).resolve().parents[1]
-PARALLEL_MODES = ("shard_map", "pmap")
-# Keys that may change between a run and its resumption without changing any result.
-RESUME_MUTABLE = {"train.progress", "data.workers", "train.log_every_steps"}
-
-
-# ----------------------------------------------------------------------------------- configs
-def load_config(spec: str) -> ml_collections.ConfigDict:
-    """``"configs/late_supcon.py:smoke"`` (or ``"late_supcon:smoke"``) -> ConfigDict.
-
-    The same resolution ``--config`` uses, for scripts and tests that build configs in Python.
-    """
-    path_s, _, arg = spec.partition(":")
-    path = Path(path_s)
-    candidates = [path, REPO_ROOT / path, REPO_ROOT / "configs" / path]
-    candidates += [c.with_suffix(".py") for c in candidates if c.suffix != ".py"]
-    found = next((c for c in candidates if c.is_file()), None)
-    if found is None:
-        raise FileNotFoundError(f"config file {path_s!r} not found (looked in {REPO_ROOT}/configs)")
-    mod_spec = importlib.util.spec_from_file_location(f"aird_config_{found.stem}", found)
-    module = importlib.util.module_from_spec(mod_spec)
-    mod_spec.loader.exec_module(module)
-    return module.get_config(arg) if arg else module.get_config()
-
-
-def validate_config(config: ml_collections.ConfigDict) -> None:
-    """Every value check that does not need data or devices; raises ValueError before compiling."""
-    from aird_jax.models import validate_model_config
-
-    validate_model_config(config.model)
-    optim.validate_optim_config(config.optim)
-    t, lo, d = config.train, config.loss, config.data
-    checks = [
-        (
-            config.parallel in PARALLEL_MODES,
-            f"parallel must be one of {PARALLEL_MODES}, got {config.parallel!r}",
-        ),
-        (int(config.num_devices) >= 0, f"num_devices must be >= 0, got {config.num_devices}"),
-        (t.batch_size > 0, f"train.batch_size must be > 0, got {t.batch_size}"),
-        (t.eval_batch_size > 0, f"train.eval_batch_size must be > 0, got {t.eval_batch_size}"),
-        (t.epochs >= 1, f"train.epochs must be >= 1, got {t.epochs}"),
-        (t.patience >= 1, f"train.patience must be >= 1, got {t.patience}"),
-        (t.steps_per_epoch >= 0, f"train.steps_per_epoch must be >= 0, got {t.steps_per_epoch}"),
-        (
-            t.checkpoint_every_steps >= 0,
-            f"train.checkpoint_every_steps must be >= 0, got {t.checkpoint_every_steps}",
-        ),
-        (t.keep_checkpoints >= 1, f"train.keep_checkpoints must be >= 1, got {t.keep_checkpoints}"),
-        (lo.lam >= 0, f"loss.lam must be >= 0, got {lo.lam}"),
-        (lo.temperature > 0, f"loss.temperature must be > 0, got {lo.temperature}"),
-        (
-            d.image_size > 0 and d.image_size % 8 == 0,
-            "data.image_size must be a positive multiple of 8 (8x8 DCT blocks), "
-            f"got {d.image_size}",
-        ),
-    ]
-    for ok, msg in checks:
-        if not ok:
-            raise ValueError(msg)
-
-
-def _config_dict(config: ml_collections.ConfigDict) -> dict:
-    return json.loads(config.to_json())
-
-
-def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        out.update(_flatten(v, key + ".") if isinstance(v, dict) else {key: v})
-    return out
 
 
 # ----------------------------------------------------------------------------------- devices
@@ -463,22 +391,12 @@ class Run:
     checkpoint: str
 
 
-def _read_config_json(workdir: Path) -> ml_collections.ConfigDict:
-    f = Path(workdir) / "config.json"
-    if not f.is_file():
-        raise FileNotFoundError(
-            f"{f} not found: {workdir} is not a training run directory (train one with "
-            "`python -m aird_jax.main --config configs/late_supcon.py --workdir DIR`)"
-        )
-    return ml_collections.ConfigDict(json.loads(f.read_text())["config"])
-
-
 def load_run(workdir: str | Path, checkpoint: str | int = "best") -> Run:
     """Model, variables and validation metrics of a run's ``best``/``latest``/step checkpoint."""
     from aird_jax.models import build_model
 
     workdir = Path(workdir).resolve()
-    config = _read_config_json(workdir)
+    config = cfg.read_run_config(workdir)
     model = build_model(config.model, axis_name=None)
     s = config.data.image_size
     abstract = jax.eval_shape(
@@ -520,65 +438,6 @@ def load_run(workdir: str | Path, checkpoint: str | int = "best") -> Run:
         workdir,
         str(checkpoint),
     )
-
-
-# ----------------------------------------------------------------------------- bookkeeping
-def _package_versions() -> dict[str, str]:
-    from aird_jax.evaluate import package_versions  # one list of versions for runs and evals
-
-    return package_versions()
-
-
-def _git_commit() -> str:
-    try:
-        r = subprocess.run(
-            ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        dirty = subprocess.run(
-            ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "-uno"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-        return r.stdout.strip() + ("+dirty" if dirty else "") if r.returncode == 0 else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def _check_or_write_config(config: ml_collections.ConfigDict, workdir: Path) -> None:
-    f = workdir / "config.json"
-    new = _config_dict(config)
-    if f.is_file():
-        old = json.loads(f.read_text())["config"]
-        a, b = _flatten(old), _flatten(new)
-        diff = sorted(
-            k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUME_MUTABLE
-        )
-        if diff:
-            lines = "\n".join(
-                f"  {k}: {a.get(k, '<absent>')!r} (saved) vs {b.get(k, '<absent>')!r}" for k in diff
-            )
-            raise ValueError(
-                f"{workdir} already holds a run with a different configuration:\n{lines}\n"
-                "Resume with the original configuration, or pick a new --workdir."
-            )
-        return
-    if jax.process_index() == 0:
-        workdir.mkdir(parents=True, exist_ok=True)
-        f.write_text(
-            json.dumps(
-                {
-                    "config": new,
-                    "versions": _package_versions(),
-                    "git_commit": _git_commit(),
-                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                },
-                indent=2,
-            )
-        )
 
 
 class _Sigterm:
@@ -638,12 +497,12 @@ def train_and_evaluate(
     ``_crash_after_step`` (tests only) raises after that global step without saving anything,
     i.e. behaves like SIGKILL.
     """
-    validate_config(config)
+    cfg.validate_config(config)
     workdir = Path(workdir).resolve()
     if data is None:
         from aird_jax.data import pipeline as data
     par = make_parallel(config)
-    _check_or_write_config(config, workdir)
+    cfg.check_or_write_run_config(config, workdir, write=jax.process_index() == 0)
     t, dcfg = config.train, config.data
     n_proc, proc = jax.process_count(), jax.process_index()
     is_chief = proc == 0

@@ -23,7 +23,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from aird_jax.data import augment, pipeline  # noqa: E402
+from aird_jax.data import augment, pipeline, preprocess  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data" / "ffpp_faces299"
 
@@ -72,7 +72,7 @@ def bench_bare_augment(blobs: list[bytes], size: int, n: int, batch: int) -> flo
     for s in range(0, n, batch):
         imgs = []
         for i in range(s, s + batch):
-            rgb = augment.resize(augment.decode_image(blobs[i % len(blobs)]), size)
+            rgb = preprocess.resize(preprocess.decode_image(blobs[i % len(blobs)]), size)
             imgs.append(augment.apply(rgb, augment.draw(np.random.default_rng([0, 0, i]))))
         np.stack(imgs)
     return n / (time.perf_counter() - t)
@@ -93,9 +93,9 @@ def breakdown(blobs: list[bytes], size: int, n: int = 200) -> dict[str, float]:
     out = {k: 0.0 for k in ("decode", "resize", "flip+jitter", "jpeg (p=.3)", "noise (p=.2)")}
     for i in range(n):
         t0 = time.perf_counter()
-        rgb = augment.decode_image(blobs[i % len(blobs)])
+        rgb = preprocess.decode_image(blobs[i % len(blobs)])
         t1 = time.perf_counter()
-        rgb = augment.resize(rgb, size)
+        rgb = preprocess.resize(rgb, size)
         t2 = time.perf_counter()
         d = augment.draw(np.random.default_rng([0, 0, i]))
         base = dict(
@@ -108,7 +108,7 @@ def breakdown(blobs: list[bytes], size: int, n: int = 200) -> dict[str, float]:
         augment.apply(rgb, augment.Draws(jpeg=False, noise=False, **base))
         t3 = time.perf_counter()
         if d.jpeg:
-            augment.jpeg_roundtrip(rgb, d.jpeg_quality)
+            preprocess.jpeg_reencode(rgb, d.jpeg_quality)
         t4 = time.perf_counter()
         if d.noise:
             x = np.random.default_rng(d.noise_seed).standard_normal(rgb.shape, dtype=np.float32)

@@ -20,6 +20,7 @@ import jax
 import numpy as np
 
 from aird_jax import train
+from aird_jax.config import load_config
 
 CASES = {
     "b4": {"backbone": "efficientnet_b4", "timm": "efficientnet_b4", "size": 224},
@@ -28,7 +29,7 @@ CASES = {
 
 
 def bench_jax(case: dict, batch: int, steps: int, dtype: str) -> tuple[float, float]:
-    cfg = train.load_config("configs/late_supcon.py")
+    cfg = load_config("configs/late_supcon.py")
     cfg.model.backbone, cfg.data.image_size = case["backbone"], case["size"]
     cfg.model.dtype = dtype
     cfg.model.pretrained = ""  # speed only: random init, no ported weights needed

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 from PIL import Image
 
-from aird_jax.data import augment
+from aird_jax.data import augment, preprocess
 
 N = 4000
 
@@ -107,5 +107,5 @@ def test_pipeline_flip_and_jpeg_rates_observed_in_outputs():
 def test_resize_is_antialiased():
     # A 1-px checkerboard shrunk 2x must become flat grey (area averaging), not alias.
     board = (np.indices((64, 64)).sum(0) % 2 * 255).astype(np.uint8)
-    small = augment.resize(np.repeat(board[..., None], 3, -1), 32)
+    small = preprocess.resize(np.repeat(board[..., None], 3, -1), 32)
     assert np.abs(small.astype(int) - 127).max() <= 1

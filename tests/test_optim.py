@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from aird_jax import optim
-from aird_jax.train import load_config
+from aird_jax.config import load_config
 
 
 def get_config(arg: str = ""):

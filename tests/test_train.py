@@ -27,6 +27,7 @@ from sklearn.metrics import roc_auc_score
 
 from aird_jax import main as aird_main
 from aird_jax import train
+from aird_jax.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -103,7 +104,7 @@ class ToyData:
 
 
 def smoke_config(**overrides):
-    cfg = train.load_config("configs/late_supcon.py:smoke")
+    cfg = load_config("configs/late_supcon.py:smoke")
     cfg.model.fusion = "freq_only"
     cfg.loss.lam = 0.5  # keep SupCon in the loop, even without the RGB stream
     for k, v in overrides.items():
@@ -286,9 +287,9 @@ def test_variants_are_the_table_rows():
         "freq_only": ("freq_only", 0.0),
     }
     for name, (fusion, lam) in rows.items():
-        c = train.load_config(f"configs/late_supcon.py:{name}")
+        c = load_config(f"configs/late_supcon.py:{name}")
         assert (c.model.fusion, c.loss.lam) == (fusion, lam)
-    paper = train.load_config("configs/late_supcon.py")
+    paper = load_config("configs/late_supcon.py")
     # Section III-G, transcribed.
     o, t = paper.optim, paper.train
     assert (o.lr, o.backbone_lr_mult, o.b1, o.b2, o.weight_decay) == (1e-4, 0.1, 0.9, 0.999, 1e-5)
@@ -297,11 +298,11 @@ def test_variants_are_the_table_rows():
     assert (paper.model.dropout, paper.loss.temperature, paper.loss.lam) == (0.3, 0.07, 0.5)
     assert (paper.data.name, paper.data.config, paper.data.image_size) == ("ffpp", "c23", 224)
     assert paper.data.frames_per_video == 10 and paper.seed == 0
-    quick = train.load_config("configs/late_supcon.py:quickstart,freq_only")
+    quick = load_config("configs/late_supcon.py:quickstart,freq_only")
     assert (quick.model.fusion, quick.data.name) == ("freq_only", "synthetic_upsampling")
     assert quick.scaled_down and not paper.scaled_down
     with pytest.raises(ValueError, match="valid variants"):
-        train.load_config("configs/late_supcon.py:latesupcon")
+        load_config("configs/late_supcon.py:latesupcon")
 
 
 MULTI_DEVICE = textwrap.dedent(

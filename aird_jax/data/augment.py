@@ -1,4 +1,4 @@
-"""Decoding, resizing and the paper's training augmentations (Section III-G), as numpy ops.
+"""The paper's training augmentations (Section III-G), as numpy ops.
 
 Paper: horizontal flip (p=0.5), brightness/contrast jitter (+-20%), Gaussian noise
 (sigma=0.01, p=0.2), JPEG compression (quality 70-100, p=0.3). The paper gives neither the
@@ -25,41 +25,9 @@ import dataclasses
 import cv2
 import numpy as np
 
+from aird_jax.data.preprocess import jpeg_reencode
+
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
-
-
-class ImageDecodeError(ValueError):
-    """An encoded image in the dataset could not be decoded."""
-
-
-def decode_image(data: bytes) -> np.ndarray:
-    """Encoded bytes (PNG/JPEG/...) -> uint8 RGB [H, W, 3]."""
-    buf = np.frombuffer(data, np.uint8)
-    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ImageDecodeError(f"Could not decode an image of {len(data)} bytes (corrupt file?).")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def resize(rgb: np.ndarray, size: int) -> np.ndarray:
-    """Square resize: INTER_AREA when shrinking (anti-aliased), bicubic when enlarging.
-
-    Anti-aliasing matters here: a plain bilinear shrink would alias and add exactly the kind of
-    high-frequency content the frequency stream looks at.
-    """
-    h, w = rgb.shape[:2]
-    if (h, w) == (size, size):
-        return rgb
-    interp = cv2.INTER_AREA if size < min(h, w) else cv2.INTER_CUBIC
-    return cv2.resize(rgb, (size, size), interpolation=interp)
-
-
-def jpeg_roundtrip(rgb: np.ndarray, quality: int) -> np.ndarray:
-    bgr = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)
-    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:  # pragma: no cover
-        raise RuntimeError("OpenCV failed to JPEG-encode an image.")
-    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,12 +85,9 @@ def apply(rgb: np.ndarray, d: Draws, p: AugmentParams = AugmentParams()) -> np.n
     np.clip(x, 0.0, 1.0, out=x)
     if d.jpeg:
         u8 = np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
-        x = jpeg_roundtrip(u8, d.jpeg_quality).astype(np.float32) * np.float32(1.0 / 255.0)
+        x = jpeg_reencode(u8, d.jpeg_quality).astype(np.float32) * np.float32(1.0 / 255.0)
     if d.noise:
         noise = np.random.default_rng(d.noise_seed).standard_normal(x.shape, dtype=np.float32)
         x = np.clip(x + np.float32(p.noise_sigma) * noise, 0.0, 1.0)
     return np.ascontiguousarray(x, dtype=np.float32)
 
-
-def to_float(rgb: np.ndarray) -> np.ndarray:
-    return rgb.astype(np.float32) * np.float32(1.0 / 255.0)

@@ -30,6 +30,8 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
+from aird_jax.data import preprocess
+
 __all__ = ["DEGRADATIONS", "degrade", "gaussian_blur", "jpeg_reencode", "BLUR_JPEG"]
 
 # The composite's parameters, exported so reports can print them next to the results.
@@ -72,12 +74,7 @@ def jpeg_reencode(rgb: np.ndarray, quality: int) -> np.ndarray:
     rgb = _check_image(rgb)
     if not 0 <= int(quality) <= 100:
         raise ValueError(f"JPEG quality must be in [0, 100], got {quality}.")
-    bgr = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)
-    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:  # pragma: no cover - libjpeg failure on a valid uint8 image is not expected
-        raise RuntimeError(f"OpenCV failed to JPEG-encode an image of shape {rgb.shape}.")
-    out = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    return cv2.cvtColor(out, cv2.COLOR_BGR2RGB)
+    return preprocess.jpeg_reencode(rgb, quality)
 
 
 DEGRADATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {

@@ -43,6 +43,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from aird_jax.data.preprocess import load_image
+
 __all__ = [
     "ARCFACE_TEMPLATE_112",
     "FaceCrop",
@@ -103,21 +105,6 @@ def umeyama_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     m[:, :2] = scale * rot
     m[:, 2] = mu_d - scale * rot @ mu_s
     return m
-
-
-def load_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as RGB uint8 [H, W, 3] (clear error when missing or unreadable)."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"Image not found: {p}")
-    data = np.fromfile(str(p), dtype=np.uint8)
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if bgr is None:
-        raise ValueError(
-            f"Cannot decode image {p} ({data.size} bytes): not an image OpenCV can read, or "
-            "the file is truncated/corrupt."
-        )
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 # ---------------------------------------------------------------------------------------

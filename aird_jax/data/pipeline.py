@@ -33,7 +33,7 @@ import grain.python as grain
 import numpy as np
 import tensorflow_datasets as tfds
 
-from aird_jax.data import augment
+from aird_jax.data import augment, preprocess
 from aird_jax.data.builders import AirdBuilder, default_root, get_builder_class
 
 _MAX_EPOCHS = 1_000_000  # "forever": the sampler is lazy, so this costs nothing
@@ -353,9 +353,9 @@ class _TrainTransform(grain.MapTransform):
         self.do_augment = bool(do_augment)
 
     def _one(self, ex: dict) -> np.ndarray:
-        rgb = augment.resize(augment.decode_image(ex["image"]), self.image_size)
+        rgb = preprocess.resize(preprocess.decode_image(ex["image"]), self.image_size)
         if not self.do_augment:
-            return augment.to_float(rgb)
+            return preprocess.to_float(rgb)
         # Per-example stream from (seed, epoch, global position): reproducible for any host
         # count, worker count or resume point.
         return augment.apply(rgb, augment.draw(np.random.default_rng(list(ex["key"]))))
@@ -481,14 +481,14 @@ class _EvalTransform(grain.MapTransform):
         self.batch_size = int(batch_size)
 
     def _one(self, data: bytes) -> np.ndarray:
-        rgb = augment.resize(augment.decode_image(data), self.image_size)
+        rgb = preprocess.resize(preprocess.decode_image(data), self.image_size)
         if self.degradation and self.degradation != "none":
             from aird_jax.data.degrade import degrade
 
             # Degraded at model resolution: blur sigma is in the model's pixels and JPEG blocks
             # align with the frequency stream's 8x8 DCT blocks.
             rgb = degrade(rgb, self.degradation)
-        return augment.to_float(rgb)
+        return preprocess.to_float(rgb)
 
     def map(self, exs: list[dict]) -> dict:
         bs, s, n = self.batch_size, self.image_size, len(exs)

@@ -1,0 +1,247 @@
+"""Where a configuration enters the program: load it, validate it once, and describe the run.
+
+``load_config("configs/late_supcon.py:smoke")`` resolves a config spec the way ``--config`` does;
+``validate_config`` is the one place values are checked (each model family contributes its own
+rules through the registry), so everything downstream reads values without re-defaulting or
+re-checking them. ``package_versions`` and ``git_commit`` say what produced a number; the run's
+``config.json`` is written and compared here too (resuming with another configuration is refused).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import platform
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import ml_collections
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PARALLEL_MODES = ("shard_map", "pmap")
+# Keys that may change between a run and its resumption without changing any result.
+RESUME_MUTABLE = {"train.progress", "data.workers", "train.log_every_steps"}
+# The packages whose version can change a number (recorded with every run and evaluation).
+_PACKAGES = (
+    "aird_jax",
+    "jax",
+    "jaxlib",
+    "flax",
+    "optax",
+    "orbax-checkpoint",
+    "grain",
+    "tensorflow-datasets",
+    "numpy",
+    "scikit-learn",
+    "opencv-python-headless",
+)
+
+
+# ------------------------------------------------------------------------------- loading
+def load_python_file(path: str | Path, module_name: str) -> ModuleType:
+    """Import a ``.py`` file by path (config files live outside the package)."""
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path} as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses resolve their module through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+def config_path(spec: str) -> Path:
+    """The file a spec (``configs/late_supcon.py:variant``, ``late_supcon``) names."""
+    path_s = spec.partition(":")[0]
+    path = Path(path_s)
+    candidates = [path, REPO_ROOT / path, REPO_ROOT / "configs" / path]
+    candidates += [c.with_suffix(".py") for c in candidates if c.suffix != ".py"]
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        raise FileNotFoundError(f"config file {path_s!r} not found (looked in {REPO_ROOT}/configs)")
+    return found
+
+
+def config_module(spec: str = "configs/late_supcon.py") -> ModuleType:
+    """The config file as a module (its variant lists, ``get_config``)."""
+    found = config_path(spec)
+    return load_python_file(found, f"aird_config_{found.stem}")
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+    """``"configs/late_supcon.py:smoke"`` (or ``"late_supcon:smoke"``) -> ConfigDict.
+
+    The same resolution ``--config`` uses, for scripts and tests that build configs in Python.
+    """
+    arg = spec.partition(":")[2]
+    module = config_module(spec)
+    return module.get_config(arg) if arg else module.get_config()
+
+
+def set_path(cfg: ml_collections.ConfigDict, dotted: str, value: Any) -> None:
+    """``set_path(cfg, "train.epochs", 3)``; a misspelt key raises KeyError naming it."""
+    *parents, leaf = dotted.split(".")
+    node = cfg
+    for p in parents:
+        node = node[p]
+    if leaf not in node:
+        raise KeyError(f"config has no key {dotted!r}")
+    with node.unlocked():
+        node[leaf] = value
+
+
+# ---------------------------------------------------------------------------- validation
+def validate_config(config: ml_collections.ConfigDict) -> None:
+    """Every value check that does not need data or devices; raises ValueError before compiling.
+
+    The one place values are checked: the model registry and the optimiser contribute their own
+    rules, and nothing downstream checks again.
+    """
+    from aird_jax import optim
+    from aird_jax.models import validate_model_config
+
+    validate_model_config(config.model)
+    optim.validate_optim_config(config.optim)
+    t, lo, d = config.train, config.loss, config.data
+    checks = [
+        (
+            config.parallel in PARALLEL_MODES,
+            f"parallel must be one of {PARALLEL_MODES}, got {config.parallel!r}",
+        ),
+        (int(config.num_devices) >= 0, f"num_devices must be >= 0, got {config.num_devices}"),
+        (t.batch_size > 0, f"train.batch_size must be > 0, got {t.batch_size}"),
+        (t.eval_batch_size > 0, f"train.eval_batch_size must be > 0, got {t.eval_batch_size}"),
+        (t.epochs >= 1, f"train.epochs must be >= 1, got {t.epochs}"),
+        (t.patience >= 1, f"train.patience must be >= 1, got {t.patience}"),
+        (t.steps_per_epoch >= 0, f"train.steps_per_epoch must be >= 0, got {t.steps_per_epoch}"),
+        (
+            t.checkpoint_every_steps >= 0,
+            f"train.checkpoint_every_steps must be >= 0, got {t.checkpoint_every_steps}",
+        ),
+        (t.keep_checkpoints >= 1, f"train.keep_checkpoints must be >= 1, got {t.keep_checkpoints}"),
+        (lo.lam >= 0, f"loss.lam must be >= 0, got {lo.lam}"),
+        (lo.temperature > 0, f"loss.temperature must be > 0, got {lo.temperature}"),
+        (
+            d.image_size > 0 and d.image_size % 8 == 0,
+            "data.image_size must be a positive multiple of 8 (8x8 DCT blocks), "
+            f"got {d.image_size}",
+        ),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise ValueError(msg)
+
+
+# ------------------------------------------------------------------------- provenance
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that can change a number, plus Python and the JAX backend."""
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    try:
+        import jax
+
+        devs = jax.devices()
+        out["jax_backend"] = jax.default_backend()
+        out["device"] = f"{len(devs)} x {devs[0].device_kind}"
+    except Exception as e:  # noqa: BLE001 - versions are informative, never fatal
+        out["jax_backend"] = f"unavailable ({e})"
+    return out
+
+
+def git_commit() -> str:
+    """HEAD of the checkout this package runs from (``+dirty`` with local edits), or unknown."""
+    try:
+        r = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "-uno"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        return r.stdout.strip() + ("+dirty" if dirty else "") if r.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def jsonable(v: Any) -> Any:
+    """``json.dumps(default=jsonable)``: numpy scalars and arrays as plain Python values."""
+    if isinstance(v, np.floating | np.integer):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if hasattr(v, "item") and getattr(v, "shape", None) == ():
+        return v.item()
+    if isinstance(v, Path):
+        return str(v)
+    return v
+
+
+def to_dict(config: ml_collections.ConfigDict) -> dict:
+    return json.loads(config.to_json())
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        out.update(flatten(v, key + ".") if isinstance(v, dict) else {key: v})
+    return out
+
+
+# ------------------------------------------------------------------- the run's config.json
+def read_run_config(workdir: str | Path) -> ml_collections.ConfigDict:
+    """The resolved config a run was trained with (its ``config.json``)."""
+    f = Path(workdir) / "config.json"
+    if not f.is_file():
+        raise FileNotFoundError(
+            f"{f} not found: {workdir} is not a training run directory (train one with "
+            "`python -m aird_jax.main --config configs/late_supcon.py --workdir DIR`)"
+        )
+    return ml_collections.ConfigDict(json.loads(f.read_text())["config"])
+
+
+def check_or_write_run_config(
+    config: ml_collections.ConfigDict, workdir: Path, write: bool = True
+) -> None:
+    """Refuse to resume ``workdir`` with another configuration; record it for a new run."""
+    f = workdir / "config.json"
+    new = to_dict(config)
+    if f.is_file():
+        old = json.loads(f.read_text())["config"]
+        a, b = flatten(old), flatten(new)
+        diff = sorted(
+            k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUME_MUTABLE
+        )
+        if diff:
+            lines = "\n".join(
+                f"  {k}: {a.get(k, '<absent>')!r} (saved) vs {b.get(k, '<absent>')!r}" for k in diff
+            )
+            raise ValueError(
+                f"{workdir} already holds a run with a different configuration:\n{lines}\n"
+                "Resume with the original configuration, or pick a new --workdir."
+            )
+        return
+    if write:
+        workdir.mkdir(parents=True, exist_ok=True)
+        record = {
+            "config": new,
+            "versions": package_versions(),
+            "git_commit": git_commit(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        f.write_text(json.dumps(record, indent=2))
