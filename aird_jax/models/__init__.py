@@ -23,7 +23,7 @@ import numpy as np
 from flax import traverse_util
 
 from aird_jax.models.detector import FUSIONS, Detector
-from aird_jax.models.efficientnet import DEPTHWISE_IMPLS, PADDINGS, VARIANTS
+from aird_jax.models.efficientnet import DEPTHWISE_IMPLS, PADDINGS, VARIANTS, count_params
 
 Builder = Callable[[Any, "str | None"], nn.Module]
 Validator = Callable[[Any], None]
@@ -223,6 +223,7 @@ except ImportError:  # pragma: no cover
 
 __all__ = [
     "MODELS",
+    "count_params",
     "build_model",
     "is_backbone_path",
     "load_pretrained",
