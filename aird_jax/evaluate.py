@@ -12,11 +12,9 @@ per frame) are the only thing accumulated, so memory stays flat however large th
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
-import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -24,8 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from aird_jax import metrics
+from aird_jax import inference, metrics
+from aird_jax.checkpoint import load_run
 from aird_jax.config import jsonable, package_versions
+from aird_jax.data import pipeline
+from aird_jax.data.degrade import DEGRADATIONS
 
 # Bump when the layout of the results JSON changes (readers check it).
 RESULTS_VERSION = 1
@@ -36,7 +37,7 @@ class EvaluationError(RuntimeError):
 
 
 def load_run_or_explain(workdir: str | os.PathLike, checkpoint: str | int = "best"):
-    """``train.load_run`` with a message that names the command to run first."""
+    """``checkpoint.load_run`` with a message that names the command to run first."""
     workdir = Path(workdir)
     hint = (
         f"Train it first, e.g.\n  python -m aird_jax.main --config configs/late_supcon.py "
@@ -44,10 +45,8 @@ def load_run_or_explain(workdir: str | os.PathLike, checkpoint: str | int = "bes
     )
     if not workdir.is_dir():
         raise EvaluationError(f"Run folder {workdir} does not exist. {hint}")
-    from aird_jax import train
-
     try:
-        return train.load_run(workdir, checkpoint=checkpoint)
+        return load_run(workdir, checkpoint=checkpoint)
     except (FileNotFoundError, ValueError, KeyError) as e:
         raise EvaluationError(
             f"Cannot load checkpoint {checkpoint!r} from {workdir}: {e}\n{hint}"
@@ -104,7 +103,7 @@ def eval_data_config(
     return data_cfg
 
 
-def _validation_threshold(run) -> float:
+def validation_threshold(run) -> float:
     vm = dict(getattr(run, "val_metrics", None) or {})
     thr = vm.get("threshold")
     if thr is None or not math.isfinite(float(thr)):
@@ -133,64 +132,18 @@ def _slug(*parts: Any) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in s)
 
 
-@dataclasses.dataclass
-class ScoreStream:
-    """Per-frame outputs accumulated while streaming (images are never kept)."""
-
-    scores: list[np.ndarray] = dataclasses.field(default_factory=list)
-    labels: list[np.ndarray] = dataclasses.field(default_factory=list)
-    video_ids: list[np.ndarray] = dataclasses.field(default_factory=list)
-
-    def add(self, scores, labels, video_ids, mask) -> int:
-        m = np.asarray(mask, dtype=bool).reshape(-1)
-        self.scores.append(np.asarray(scores, dtype=np.float32).reshape(-1)[m])
-        self.labels.append(np.asarray(labels).astype(np.int8).reshape(-1)[m])
-        self.video_ids.append(np.asarray(video_ids).astype(str).reshape(-1)[m])
-        return int(m.sum())
-
-    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if not self.scores:
-            return np.zeros(0, np.float32), np.zeros(0, np.int8), np.zeros(0, str)
-        return (
-            np.concatenate(self.scores),
-            np.concatenate(self.labels),
-            np.concatenate(self.video_ids),
-        )
-
-
-def score_batches(
-    run, batches: Iterable[dict], *, total: int | None = None, progress: bool = True, desc: str = ""
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Run the jitted forward over eval batches; returns (scores, labels, video_ids) per frame."""
-    from tqdm.auto import tqdm
-
-    from aird_jax import train
-
-    stream = ScoreStream()
-    bar = tqdm(
-        total=total,
-        desc=desc or "evaluate",
-        unit="img",
-        disable=not progress,
-        file=sys.stderr,
-        dynamic_ncols=True,
-    )
+def score_run(run, batches: Iterable[dict], *, total: int | None, progress: bool, desc: str):
+    """(scores, labels, video_ids) per frame, through the one scoring path."""
     try:
-        for batch in batches:
-            mask = batch.get("mask")
-            if mask is None:
-                mask = np.ones(len(batch["label"]), bool)
-            s = train.predict_scores(run.model, run.variables, batch["image"])
-            s = np.asarray(s, dtype=np.float32)
-            if not np.all(np.isfinite(s[np.asarray(mask, bool)])):
-                raise EvaluationError(
-                    "The model produced NaN/Inf scores; the checkpoint is probably broken "
-                    "(a diverged run). Evaluate an earlier step with --checkpoint STEP."
-                )
-            bar.update(stream.add(s, batch["label"], batch["video_id"], mask))
-    finally:
-        bar.close()
-    return stream.arrays()
+        return inference.score_batches(
+            inference.Scorer(run.model, run.variables),
+            batches,
+            total=total,
+            progress=progress,
+            desc=desc,
+        )
+    except inference.NonFiniteScores as e:
+        raise EvaluationError(f"{e}. Evaluate an earlier step with --checkpoint STEP.") from e
 
 
 def _safe_summary(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, Any]:
@@ -296,21 +249,17 @@ def evaluate_run(
     per-frame scores (.npz) and a ROC PNG go to ``output_dir`` (default ``<workdir>/eval``).
     ``run`` lets a caller pass an already loaded run to skip reloading it.
     """
-    from aird_jax.data import pipeline
-
     checkpoint = parse_checkpoint(checkpoint)
     if degradation in ("", "none"):
         degradation = None
     if degradation is not None:
-        from aird_jax.data.degrade import DEGRADATIONS
-
         if degradation not in DEGRADATIONS:
             raise EvaluationError(
                 f"Unknown degradation {degradation!r}; choose one of {sorted(DEGRADATIONS)}."
             )
     if run is None:
         run = load_run_or_explain(workdir, checkpoint)
-    threshold = _validation_threshold(run)
+    threshold = validation_threshold(run)
     if data_cfg is None:
         data_cfg = eval_data_config(run.config, dataset, dataset_config)
     ds_label = f"{data_cfg.name}" + (f"/{data_cfg.config}" if data_cfg.config else "")
@@ -333,7 +282,7 @@ def evaluate_run(
         frames_per_video=frames_per_video,
     )
     t0 = time.perf_counter()
-    scores, labels, vids = score_batches(
+    scores, labels, vids = score_run(
         run,
         loader,
         total=total,
@@ -388,69 +337,3 @@ def _atomic_write_json(path: Path, obj: Any) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=jsonable, allow_nan=True))
     os.replace(tmp, path)
-
-
-def count_params(params) -> int:
-    """Number of scalars in a parameter tree."""
-    import jax
-
-    return int(sum(np.size(x) for x in jax.tree_util.tree_leaves(params)))
-
-
-def _flops_of(compiled) -> float:
-    ca = compiled.cost_analysis()
-    if isinstance(ca, (list, tuple)):  # older jax: one dict per device program
-        ca = ca[0] if ca else {}
-    return float((ca or {}).get("flops", float("nan")))
-
-
-def measure_cost(
-    model_cfg, image_size: int = 224, throughput_batch: int = 32, repeats: int = 20, seed: int = 0
-) -> dict[str, float]:
-    """Parameters (counted), FLOPs (XLA cost analysis), latency (batch 1), throughput.
-
-    Measured on the current default device with random weights (cost does not depend on
-    them). Latency is the median of ``repeats`` timed calls after a warm-up call; throughput
-    is images per second at ``throughput_batch`` (median of max(3, repeats // 4) calls).
-    """
-    import jax
-    import jax.numpy as jnp
-
-    from aird_jax.models import build_model
-
-    model = build_model(model_cfg)
-    k1, k2 = jax.random.split(jax.random.key(seed))
-    x1 = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
-    variables = jax.jit(lambda a, b, x: model.init({"params": a, "dropout": b}, x, train=False))(
-        k1, k2, x1
-    )
-    params = count_params(variables["params"])
-
-    @jax.jit
-    def fwd(v, x):
-        return model.apply(v, x, train=False)["logits"]
-
-    flops = _flops_of(fwd.lower(variables, x1).compile())
-
-    def timed(x, n):
-        jax.block_until_ready(fwd(variables, x))  # warm-up (and compile for this shape)
-        times = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            jax.block_until_ready(fwd(variables, x))
-            times.append(time.perf_counter() - t0)
-        return float(np.median(times))
-
-    rng = np.random.default_rng(seed)
-    x1 = jnp.asarray(rng.random((1, image_size, image_size, 3), dtype=np.float32))
-    latency = timed(x1, repeats)
-    xb = jnp.asarray(rng.random((throughput_batch, image_size, image_size, 3), dtype=np.float32))
-    tb = timed(xb, max(3, repeats // 4))
-    return {
-        "params": params,
-        "flops": flops,
-        "latency_ms": 1000.0 * latency,
-        "throughput": throughput_batch / tb,
-        "throughput_batch": throughput_batch,
-        "image_size": image_size,
-    }

@@ -28,6 +28,12 @@ from typing import Any
 
 import numpy as np
 
+from aird_jax import evaluate as ev
+from aird_jax import inference
+from aird_jax.data.faces import FaceExtractor
+from aird_jax.data.preprocess import load_image
+from aird_jax.data.video import VIDEO_EXTENSIONS, ReadReport, VideoReadError, read_frames
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 DEFAULT_FRAMES = 32
 
@@ -53,8 +59,6 @@ class FileResult:
 
 
 def _kind(path: Path) -> str:
-    from aird_jax.data.video import VIDEO_EXTENSIONS
-
     ext = path.suffix.lower()
     if ext in IMAGE_EXTENSIONS:
         return "image"
@@ -84,40 +88,24 @@ class Predictor:
         self.detect = detect
         self.extractor = extractor
         if detect and extractor is None:
-            from aird_jax.data.faces import FaceExtractor
-
             self.extractor = FaceExtractor(image_size=self.image_size)
+        self.scorer = inference.Scorer(run.model, run.variables)
 
     def _crop(self, rgb: np.ndarray) -> tuple[np.ndarray | None, float | None]:
-        import cv2
-
+        """The face to score (uint8 RGB) and the detector's confidence."""
         if not self.detect:
-            s = self.image_size
-            interp = cv2.INTER_AREA if min(rgb.shape[:2]) >= s else cv2.INTER_LINEAR
-            return cv2.resize(rgb, (s, s), interpolation=interp), None
+            return rgb, None  # already a face crop: preprocessed exactly as in training
         face = self.extractor.extract(rgb)
         if face is None:
             return None, None
         return face.image, float(face.score)
 
     def score_crops(self, crops: list[np.ndarray]) -> np.ndarray:
-        from aird_jax import train
-
-        out = []
-        for i in range(0, len(crops), self.batch_size):
-            chunk = np.stack(crops[i : i + self.batch_size]).astype(np.float32) / 255.0
-            n = chunk.shape[0]
-            if n < self.batch_size:  # pad: the jitted forward sees one shape only
-                pad = np.zeros((self.batch_size - n, *chunk.shape[1:]), np.float32)
-                chunk = np.concatenate([chunk, pad])
-            s = np.asarray(train.predict_scores(self.run.model, self.run.variables, chunk))
-            out.append(s[:n])
-        return np.concatenate(out) if out else np.zeros(0, np.float32)
+        """P(fake) of uint8 RGB crops, through the pipeline's preprocessing and scoring path."""
+        images = inference.prepare_batch(crops, self.image_size)
+        return inference.score_images(self.scorer, images, self.batch_size)
 
     def predict_file(self, path: Path, frames: int | None, threshold: float) -> FileResult:
-        from aird_jax.data.preprocess import load_image
-        from aird_jax.data.video import ReadReport, VideoReadError, read_frames
-
         kind = _kind(path)
         res = FileResult(str(path), kind, "ok")
         if not path.exists():
@@ -239,9 +227,7 @@ def predict_paths(
 ) -> tuple[list[FileResult], float]:
     """Python API: score every file under ``paths``; returns (results, threshold used)."""
     if threshold is None:
-        from aird_jax.evaluate import _validation_threshold
-
-        threshold = _validation_threshold(run)
+        threshold = ev.validation_threshold(run)
     pred = Predictor(run, detect=detect, batch_size=batch_size, extractor=extractor)
     return [pred.predict_file(p, frames, threshold) for p in expand_paths(paths)], threshold
 
@@ -278,14 +264,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--show-frames", action="store_true", help="also print per-frame scores")
     args = p.parse_args(argv)
 
-    from aird_jax import evaluate as ev
-
     try:
         frames = ev.parse_frames(args.frames)
         run = ev.load_run_or_explain(args.workdir, ev.parse_checkpoint(args.checkpoint))
         threshold = args.threshold
         if threshold is None:
-            threshold = ev._validation_threshold(run)
+            threshold = ev.validation_threshold(run)
         results, threshold = predict_paths(
             run,
             args.paths,

@@ -21,6 +21,7 @@ import numpy as np
 
 from aird_jax import train
 from aird_jax.config import load_config
+from aird_jax.parallel import make_parallel
 
 CASES = {
     "b4": {"backbone": "efficientnet_b4", "timm": "efficientnet_b4", "size": 224},
@@ -37,9 +38,9 @@ def bench_jax(case: dict, batch: int, steps: int, dtype: str) -> tuple[float, fl
     n = jax.local_device_count()
     cfg.train.batch_size = max(n, batch // n * n)
     cfg.train.eval_batch_size = n
-    par = train.make_parallel(cfg)
+    par = make_parallel(cfg)
     model, hs, tx, _ = train.init_state(cfg, 100)
-    step = train.compile_train_step(train.make_train_step(cfg, model, tx), par)
+    step = par.compile_step(train.make_train_step(cfg, model, tx))
     st, key = par.put_state(hs), par.put_state(train.seed_key_data(0))
     rng = np.random.default_rng(0)
     s, b = case["size"], cfg.train.batch_size

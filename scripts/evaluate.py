@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clean clone
+from aird_jax import evaluate as ev
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,9 +38,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output-dir", default=None, help="default: <workdir>/eval")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
-
-    from aird_jax import evaluate as ev
-
     try:
         frames = ev.parse_frames(args.frames)
         ckpt = ev.parse_checkpoint(args.checkpoint)

@@ -111,3 +111,39 @@ def test_predict_folder_no_detect(tmp_path):
     np.testing.assert_allclose(
         [r.p_fake for r in results], _reference_scores(run, crops), atol=1e-5
     )
+
+
+def test_predict_no_detect_equals_evaluate(tmp_path):
+    """The same face crops score the same through predict --no-detect and evaluate (to 1e-6):
+    one preprocessing and one scoring path. Odd, non-square sizes (one side smaller than the
+    run's image size, one larger) are the case where predict once resized differently."""
+    workdir = tiny_run_dir()
+    run = ev.load_run_or_explain(workdir)
+    size = int(run.config.data.image_size)
+    rng = np.random.default_rng(0)
+    shapes = [(size - 8, size + 8), (size + 25, size - 1), (size, size), (3 * size, 2 * size)]
+    files = {}
+    for split in ("train", "test"):
+        for group in ("real", "fake/m"):
+            d = tmp_path / "faces" / split / group
+            d.mkdir(parents=True)
+            for i, (h, w) in enumerate(shapes):
+                img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+                f = d / f"{split}{i}.png"
+                cv2.imwrite(str(f), img)
+                files[f"{group.split('/')[-1]}/{f.stem}"] = f
+    data_cfg = ev.eval_data_config(
+        run.config, "face_folder", manual_dir=str(tmp_path / "faces"), root=str(tmp_path / "d")
+    )
+    res = ev.evaluate_run(
+        workdir, data_cfg, "test", output_dir=tmp_path / "eval", progress=False, run=run
+    )
+    with np.load(res["files"]["scores"]) as z:
+        evaluated = dict(zip(z["video_ids"].tolist(), z["scores"].tolist()))
+    assert len(evaluated) == 2 * len(shapes)
+    paths = [files[v] for v in evaluated]
+    results, _ = predict.predict_paths(run, paths, detect=False, batch_size=3)
+    assert [r.status for r in results] == ["ok"] * len(paths)
+    np.testing.assert_allclose(
+        [r.p_fake for r in results], list(evaluated.values()), atol=1e-6, rtol=0
+    )

@@ -27,7 +27,10 @@ from sklearn.metrics import roc_auc_score
 
 from aird_jax import main as aird_main
 from aird_jax import train
+from aird_jax.checkpoint import load_run
 from aird_jax.config import load_config
+from aird_jax.inference import Scorer, score_images
+from aird_jax.parallel import Parallel, make_parallel
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -133,7 +136,7 @@ def run_a(tmp_path_factory):
 
 
 def _variables(workdir, which="latest"):
-    return train.load_run(workdir, which).variables
+    return load_run(workdir, which).variables
 
 
 def test_resume_after_crash_is_bitwise_identical(run_a, tmp_path, capsys):
@@ -142,7 +145,7 @@ def test_resume_after_crash_is_bitwise_identical(run_a, tmp_path, capsys):
     # Dies after step 5 without saving (like SIGKILL): the latest checkpoint is step 4, mid-epoch 2.
     with pytest.raises(KeyboardInterrupt):
         train.train_and_evaluate(smoke_config(), wd, data=ToyData(), _crash_after_step=5)
-    assert train.load_run(wd, "latest").step == 4
+    assert load_run(wd, "latest").step == 4
     capsys.readouterr()
     train.train_and_evaluate(smoke_config(), wd, data=ToyData())
     out = capsys.readouterr().out
@@ -161,7 +164,7 @@ def test_sigterm_checkpoints_then_resumes_identically(run_a, tmp_path):
     with pytest.raises(SystemExit) as exc:
         train.train_and_evaluate(smoke_config(), tmp_path, data=ToyData(sigterm_at_step=2))
     assert exc.value.code == 143
-    stopped_at = train.load_run(tmp_path, "latest").step
+    stopped_at = load_run(tmp_path, "latest").step
     assert 1 <= stopped_at < 6
     train.train_and_evaluate(smoke_config(), tmp_path, data=ToyData())
     for u, v in zip(jax.tree.leaves(_variables(wd_a)), jax.tree.leaves(_variables(tmp_path))):
@@ -190,12 +193,12 @@ def test_outputs_and_load_run_agree_with_sklearn(run_a):
     assert saved["config"]["model"]["fusion"] == "freq_only" and "jax" in saved["versions"]
     assert list((wd / "tensorboard").glob("events.out.tfevents.*"))
     best = max(lines, key=lambda r: r["frame_auc"])
-    run = train.load_run(wd, "best")
+    run = load_run(wd, "best")
     assert run.step == best["step"] == summary["best"]["step"]
     assert run.val_metrics["frame_auc"] == best["frame_auc"]
-    # Independent check of the recorded validation AUCs: rescore with predict_scores, sklearn AUC.
+    # Independent check of the recorded validation AUCs: rescore with score_images, sklearn AUC.
     x, y, vid = ToyData().splits["val"]
-    s = train.predict_scores(run.model, run.variables, x, batch_size=16)
+    s = score_images(Scorer(run.model, run.variables), x, batch_size=16)
     assert roc_auc_score(y, s) == pytest.approx(best["frame_auc"], abs=1e-6)
     v = sorted(set(vid))
     vs = [s[vid == k].mean() for k in v]
@@ -219,25 +222,36 @@ def test_early_stopping_on_plateau(tmp_path, monkeypatch):
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     with pytest.raises(train.TrainingDiverged, match="non-finite.*step 5.*last good checkpoint"):
         train.train_and_evaluate(smoke_config(), tmp_path, data=ToyData(nan_from_step=5))
-    run = train.load_run(tmp_path, "latest")
+    run = load_run(tmp_path, "latest")
     assert run.step == 4
     assert all(np.all(np.isfinite(np.asarray(p))) for p in jax.tree.leaves(run.variables))
 
 
-def test_loss_decreases_on_learnable_batch():
+def test_loss_decreases_on_learnable_batch(monkeypatch):
+    # The step optimises the paper's eq. 7 as losses.total_loss computes it (a spy proves the
+    # call; the loss it reports is that function's value).
+    calls = []
+    real_total_loss = train.losses.total_loss
+
+    def spy(*args, **kwargs):
+        calls.append(args[3:])
+        return real_total_loss(*args, **kwargs)
+
+    monkeypatch.setattr(train.losses, "total_loss", spy)
     cfg = smoke_config(optim__lr=1e-3)
     cfg.model.dropout = cfg.model.freq_dropout = 0.0
-    par = train.make_parallel(cfg)
+    par = make_parallel(cfg)
     model, hs, tx, _ = train.init_state(cfg, 100)
-    step = train.compile_train_step(train.make_train_step(cfg, model, tx), par)
+    step = par.compile_step(train.make_train_step(cfg, model, tx))
     st, key = par.put_state(hs), par.put_state(train.seed_key_data(0))
     x, y, _ = ToyData().splits["train"]
     batch = par.put_batch({"image": x[:8], "label": y[:8]})
     losses = []
     for _ in range(25):
         st, m = step(st, batch, key)
-        losses.append(train._fetch_metrics(m, par)["loss"])
+        losses.append(par.get_metrics(m)["loss"])
     assert losses[-1] < 0.5 * losses[0], losses
+    assert calls == [(cfg.loss.lam, cfg.loss.temperature)]  # traced once, with the config's values
 
 
 def test_bad_config_rejected_before_compile(monkeypatch, tmp_path):
@@ -245,7 +259,7 @@ def test_bad_config_rejected_before_compile(monkeypatch, tmp_path):
         raise AssertionError("compiled before validating the config")
 
     monkeypatch.setattr(train, "init_state", no_compile)
-    monkeypatch.setattr(train, "compile_train_step", no_compile)
+    monkeypatch.setattr(Parallel, "compile_step", no_compile)
     for overrides, pattern in [
         ({"optim__lr": -1e-4}, "optim.lr"),
         ({"model__fusion": "middle"}, "fusion"),
@@ -307,13 +321,13 @@ def test_variants_are_the_table_rows():
 
 MULTI_DEVICE = textwrap.dedent(
     """
-    import json, sys
+    import json
     import numpy as np
-    sys.path.insert(0, {tests!r})
     from test_train import ToyData, smoke_config
     from aird_jax import train
+    from aird_jax.parallel import make_parallel
     x, y, _ = ToyData().splits["train"]
-    out = {{}}
+    out = {}
     for mode, n in (("shard_map", 1), ("shard_map", 2), ("pmap", 2)):
             cfg = smoke_config()
             cfg.model.dropout = cfg.model.freq_dropout = 0.0  # masks depend on the device index
@@ -321,23 +335,23 @@ MULTI_DEVICE = textwrap.dedent(
             # The full detector with the depthwise conv CPU runs pick (it has a custom VJP,
             # whose cotangent types shard_map checks).
             cfg.model.fusion, cfg.model.depthwise = "late", "shifted"
-            par = train.make_parallel(cfg)
+            par = make_parallel(cfg)
             model, hs, tx, _ = train.init_state(cfg, 3)
-            step = train.compile_train_step(train.make_train_step(cfg, model, tx), par)
+            step = par.compile_step(train.make_train_step(cfg, model, tx))
             st, key = par.put_state(hs), par.put_state(train.seed_key_data(0))
             traj = []
             for i in range(3):
-                b = par.put_batch({{"image": x[8 * i: 8 * i + 8], "label": y[8 * i: 8 * i + 8]}})
+                b = par.put_batch({"image": x[8 * i: 8 * i + 8], "label": y[8 * i: 8 * i + 8]})
                 st, m = step(st, b, key)
-                fm = train._fetch_metrics(m, par)
+                fm = par.get_metrics(m)
                 # grad_norm catches a gradient scaled by the device count (which Adam and
                 # clipping would largely hide in the loss).
                 traj.append([fm["loss"], fm["grad_norm"]])
-            out[f"{{mode}}{{n}}"] = traj
+            out[f"{mode}{n}"] = traj
     cfg = smoke_config()
     cfg.train.batch_size = 7
     try:
-        train.make_parallel(cfg)
+        make_parallel(cfg)
         out["indivisible"] = "no error"
     except ValueError as e:
         out["indivisible"] = str(e)
@@ -355,7 +369,9 @@ def test_one_vs_two_devices_and_shard_map_vs_pmap(tmp_path):
         JAX_COMPILATION_CACHE_DIR=str(tmp_path / "xla_cache"),
         JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
     )
-    script = MULTI_DEVICE.format(tests=str(REPO / "tests"))
+    # test_train (ToyData, smoke_config) is importable in the child through PYTHONPATH.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "tests"), env.get("PYTHONPATH")]))
+    script = MULTI_DEVICE
     r = subprocess.run(
         [sys.executable, "-c", script],
         cwd=REPO,
