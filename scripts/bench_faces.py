@@ -27,11 +27,11 @@ from pathlib import Path
 
 import cv2
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from aird_jax.data.extract import extract_dataset, list_videos
+from aird_jax.data.faces import FaceExtractor
+from aird_jax.data.video import read_frames
 
-from aird_jax.data.faces import FaceExtractor, extract_dataset, list_videos  # noqa: E402
-from aird_jax.data.video import read_frames  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str] | None = None) -> int:
