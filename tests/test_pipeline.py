@@ -11,6 +11,8 @@ import tensorflow_datasets as tfds
 from _data_config import data_config, with_
 
 from aird_jax.data import index, pipeline, synthetic
+from aird_jax.data.builders import DatasetMissingError
+from aird_jax.data.builders.synthetic_upsampling import SyntheticUpsampling
 from aird_jax.data.degrade import degrade
 from aird_jax.data.video import sample_frame_indices
 
@@ -140,8 +142,6 @@ def test_eval_degradation_uses_degrade(syn_cfg):
 
 
 def test_synthetic_build_is_deterministic_and_learned(syn_cfg, tmp_path):
-    from aird_jax.data.builders.synthetic_upsampling import SyntheticUpsampling
-
     a = index.prepared_builder(syn_cfg)
     synthetic.make_dataset.cache_clear()  # force a genuinely new build
     b = SyntheticUpsampling(config="tiny", data_dir=tmp_path / "tfds")
@@ -230,8 +230,6 @@ def test_frames_per_video_and_balance(tmp_path):
 
 
 def test_missing_dataset_says_where_to_put_it(tmp_path):
-    from aird_jax.data.builders import DatasetMissingError
-
     cfg = data_config(name="celeb_df_v2", config="", root=str(tmp_path))
     with pytest.raises(DatasetMissingError, match="List_of_testing_videos.txt") as e:
         pipeline.num_examples(cfg, "test")
