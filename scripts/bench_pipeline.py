@@ -12,7 +12,6 @@ breakdown of one in-process example, so you can see where the time goes.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,11 +19,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from aird_jax.config import load_config
+from aird_jax.data import augment, pipeline, preprocess
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from aird_jax.data import augment, pipeline, preprocess  # noqa: E402
-
 SHARED = REPO.parent / "shared" / "data" / "ffpp_faces299"
 
 
@@ -78,9 +76,9 @@ def bench_bare_augment(blobs: list[bytes], size: int, n: int, batch: int) -> flo
     return n / (time.perf_counter() - t)
 
 
-def bench_loader(cfg: dict, batch: int, batches: int) -> float:
+def bench_loader(cfg, batch: int, batches: int) -> float:
     it = iter(pipeline.train_loader(cfg, seed=0, batch_size=batch))
-    for _ in range(2 if cfg["workers"] == 0 else 2 * max(1, cfg["workers"])):  # warm-up
+    for _ in range(2 if cfg.workers == 0 else 2 * max(1, cfg.workers)):  # warm-up
         next(it)
     t = time.perf_counter()
     for _ in range(batches):
@@ -130,15 +128,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         src = make_folder(tmp / "faces", args.images, args.size)
-        cfg = {
-            "name": "face_folder",
-            "root": str(tmp / "root"),
-            "manual_dir": str(tmp / "faces"),
-            "image_size": args.size,
-            "frames_per_video": 10,
-            "augment": True,
-            "workers": 0,
-        }
+        cfg = load_config("configs/late_supcon.py").data  # the paper's data settings
+        cfg.name, cfg.config, cfg.root = "face_folder", "", str(tmp / "root")
+        cfg.manual_dir, cfg.image_size = str(tmp / "faces"), args.size
         pipeline.num_examples(cfg, "train")  # build once
         blobs = [p.read_bytes() for p in sorted((tmp / "faces").glob("**/*.png"))]
         n = args.batch * args.batches
@@ -153,7 +145,8 @@ def main() -> int:
             (f"pipeline, workers={w}", int(w)) for w in args.workers.split(",") if w
         ]
         for name, w in rows:
-            ips = bench_loader(dict(cfg, workers=w), args.batch, args.batches)
+            cfg.workers = w
+            ips = bench_loader(cfg, args.batch, args.batches)
             print(f"{name + ' (decode+augment+batch)':58s} {ips:8.0f} img/s   {ips / ref:.2f}x")
         print("\nper-example stage cost, in-process (mean us; JPEG/noise averaged incl. skips):")
         for k, v in breakdown(blobs, args.size).items():

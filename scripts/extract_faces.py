@@ -23,15 +23,8 @@ import os
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from aird_jax.data.faces import extract_dataset  # noqa: E402
-
-
-def default_root() -> Path:
-    env = os.environ.get("AIRD_DATA_DIR", "")
-    return Path(env) if env else REPO / "data"
+from aird_jax.data.builders import default_root
+from aird_jax.data.extract import extract_dataset
 
 
 def main(argv: list[str] | None = None) -> int:

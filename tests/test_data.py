@@ -1,10 +1,12 @@
-"""The paper's augmentations (Section III-G): rates, ranges, each op vs. a naive reference."""
+"""The paper's augmentations (Section III-G): rates, ranges, each op vs. a naive reference; and
+the one preprocessing path (data/preprocess.py)."""
 
 from __future__ import annotations
 
 import dataclasses
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from aird_jax.data import augment, preprocess
@@ -109,3 +111,12 @@ def test_resize_is_antialiased():
     board = (np.indices((64, 64)).sum(0) % 2 * 255).astype(np.uint8)
     small = preprocess.resize(np.repeat(board[..., None], 3, -1), 32)
     assert np.abs(small.astype(int) - 127).max() <= 1
+
+
+def test_load_image_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        preprocess.load_image(tmp_path / "missing.png")
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image at all")
+    with pytest.raises(ValueError, match="Cannot decode"):
+        preprocess.load_image(bad)

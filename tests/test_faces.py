@@ -1,4 +1,4 @@
-"""Face extraction: MTCNN cascade, alignment, frame sampling and the resumable dataset job.
+"""Face extraction: MTCNN cascade, alignment and frame sampling (the dataset job: test_extract).
 
 Real-data checks run on ../shared/data/ffpp_videos (a handful of small videos, 3 frames
 each, to stay within ~1 min on 2 cores); the robustness checks use videos the tests write.
@@ -6,30 +6,14 @@ each, to stay within ~1 min on 2 cores); the robustness checks use videos the te
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from aird_jax.data.faces import (
-    FaceExtractor,
-    aligned_template,
-    extract_dataset,
-    extract_video,
-    face_relpath,
-    load_image,
-    read_manifest,
-    umeyama_similarity,
-)
-from aird_jax.data.video import (
-    ReadReport,
-    VideoReadError,
-    count_frames,
-    read_frames,
-    sample_frame_indices,
-)
+from aird_jax.data.faces import FaceExtractor, aligned_template, umeyama_similarity
+from aird_jax.data.video import ReadReport, read_frames, sample_frame_indices
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 VIDEOS = DATA / "ffpp_videos"
@@ -70,15 +54,6 @@ def real_faces(extractor):
         for index, rgb in read_frames(VIDEOS / rel, FRAMES):
             out.append((rel, index, rgb, extractor.extract(rgb)))
     return out
-
-
-def _write_video(path: Path, frames: list[np.ndarray], fps: int = 25) -> None:
-    h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    assert writer.isOpened(), "OpenCV cannot write mp4v video here"
-    for f in frames:
-        writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
-    writer.release()
 
 
 # --- sampling and geometry (no data needed) -------------------------------------------
@@ -136,22 +111,6 @@ def test_no_face_gives_none(extractor):
         assert extractor.extract(img) is None
     with pytest.raises(ValueError, match="uint8"):
         extractor.extract(np.zeros((64, 64, 3), np.float32))
-
-
-def test_load_image_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="not found"):
-        load_image(tmp_path / "missing.png")
-    bad = tmp_path / "bad.png"
-    bad.write_bytes(b"not an image at all")
-    with pytest.raises(ValueError, match="Cannot decode"):
-        load_image(bad)
-
-
-def test_face_relpath_layout():
-    assert face_relpath("manipulated/Deepfakes/000_003.mp4", 7) == (
-        "manipulated/Deepfakes/000_003/000007.png"
-    )
-    assert face_relpath("000.mp4", 123456) == "000/123456.png"
 
 
 # --- real FF++ videos -----------------------------------------------------------------
@@ -224,96 +183,6 @@ def test_read_frames_matches_a_plain_sequential_decode():
             np.testing.assert_array_equal(got[i], cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
         i += 1
     cap.release()
-
-
-# --- robustness and the dataset job -----------------------------------------------------
-
-
-def test_dataset_job_records_bad_videos_and_resumes(tmp_path, extractor):
-    videos = tmp_path / "videos"
-    (videos / "real").mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    noise = [rng.integers(0, 256, (96, 128, 3), dtype=np.uint8) for _ in range(12)]
-    _write_video(videos / "real" / "noface.mp4", noise)
-    _write_video(tmp_path / "whole.mp4", noise)
-    data = (tmp_path / "whole.mp4").read_bytes()
-    # MP4 writers put the index (moov) last, so cutting the file makes it unopenable.
-    (videos / "real" / "truncated.mp4").write_bytes(data[: len(data) // 2])
-    (videos / "empty.mp4").write_bytes(b"")
-    has_real = VIDEOS.is_dir()
-    if has_real:
-        (videos / "fake").mkdir()
-        (videos / "fake" / "a.mp4").write_bytes((VIDEOS / SAMPLE[3]).read_bytes())
-
-    with pytest.raises(VideoReadError, match="cannot open"):
-        list(read_frames(videos / "real" / "truncated.mp4", 3))
-    assert count_frames(tmp_path / "whole.mp4") == 12
-
-    out = tmp_path / "faces" / "toy"
-    s1 = extract_dataset(videos, out, frames=2, workers=1, progress=False)
-    recs = read_manifest(out)
-    assert recs["real/truncated.mp4"]["status"] == "unreadable"
-    assert "truncated" in recs["real/truncated.mp4"]["error"]
-    assert recs["empty.mp4"]["status"] == "unreadable"
-    nf = recs["real/noface.mp4"]
-    assert nf["status"] == "no_face" and nf["frames_read"] == 2
-    assert nf["frames_without_face"] == sample_frame_indices(12, 2)
-    assert nf["method"] == "real" and nf["video_id"] == "noface"
-    assert s1["status"]["unreadable"] == 2 and s1["status"]["no_face"] == 1
-    assert s1["frames_without_face"] == sum(len(r["frames_without_face"]) for r in recs.values())
-    if has_real:
-        r = recs["fake/a.mp4"]
-        assert r["status"] == "ok" and r["faces_found"] == 2
-        assert s1["faces_found"] == 2
-        for entry in r["faces"]:
-            png = out / entry["file"]
-            assert png.parent == out / "fake" / "a"
-            assert png.name == f"{entry['frame']:06d}.png"
-            img = load_image(png)
-            assert img.shape == (224, 224, 3)
-        # Lossless: the PNG holds exactly what the extractor returns for that frame.
-        first = r["faces"][0]
-        frame = dict(read_frames(VIDEOS / SAMPLE[3], 2))[first["frame"]]
-        np.testing.assert_array_equal(
-            load_image(out / first["file"]), extractor.extract(frame).image
-        )
-
-    # Resume: nothing is redone; a torn last line (interrupted write) is tolerated.
-    with open(out / "manifest.jsonl", "a") as fh:
-        fh.write('{"video": "real/noface.mp4", "sta')
-    s2 = extract_dataset(videos, out, frames=2, workers=1, progress=False)
-    assert s2["processed_now"] == 0 and s2["skipped_already_done"] == s1["videos"]
-    # Retrying failures redoes only the unreadable ones.
-    s3 = extract_dataset(videos, out, frames=2, workers=1, progress=False, retry_failed=True)
-    assert s3["processed_now"] == 2
-    # Other settings into the same folder are refused, not mixed.
-    with pytest.raises(ValueError, match="other settings"):
-        extract_dataset(videos, out, frames=5, workers=1, progress=False)
-    settings = json.loads((out / "extraction.json").read_text())
-    assert settings["threshold"] == 0.95 and settings["image_size"] == 224
-
-
-def test_corrupt_stream_is_recorded_not_fatal(tmp_path, extractor):
-    rng = np.random.default_rng(1)
-    frames = [rng.integers(0, 256, (96, 128, 3), dtype=np.uint8) for _ in range(40)]
-    good = tmp_path / "good.mp4"
-    _write_video(good, frames)
-    data = bytearray(good.read_bytes())
-    moov = data.find(b"moov")
-    # Wipe the second half of the frame data, keep the index: opens, then stops decoding.
-    start = 48 + (moov - 48) // 2
-    data[start : moov - 8] = bytes(moov - 8 - start)
-    bad = tmp_path / "bad.mp4"
-    bad.write_bytes(bytes(data))
-    rec = extract_video(bad, extractor, frames=10)
-    assert rec["status"] in ("no_face", "ok")
-    assert rec["frames_read"] < rec["frames_sampled"] == 10
-    assert rec["decode_errors"], rec
-
-
-def test_missing_folder_message(tmp_path):
-    with pytest.raises(FileNotFoundError, match="data/README.md"):
-        extract_dataset(tmp_path / "nope", tmp_path / "out", progress=False)
 
 
 @pytest.mark.parametrize("scale", [2.6, 0.8])  # frame face larger (shrink path) / smaller

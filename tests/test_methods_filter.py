@@ -12,8 +12,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from _data_config import data_config
 
-from aird_jax.data import pipeline
+from aird_jax.data import index, pipeline
 
 METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
 # (folder, split) -> number of single images; plus one multi-frame video of FaceSwap in train.
@@ -66,19 +67,20 @@ def _expected(top: Path, split: str, methods: tuple[str, ...]) -> dict[int, int]
     return out
 
 
-def _cfg(folder, methods: str, **kw) -> dict:
+def _cfg(folder, methods: str, **kw):
     top, root = folder
-    cfg = {
-        "name": "face_folder",
-        "root": str(root),
-        "manual_dir": str(top),
-        "image_size": 8,
-        "frames_per_video": 0,
-        "augment": False,
-        "methods": methods,
-    }
-    cfg.update(kw)
-    return cfg
+    fields = dict(
+        name="face_folder",
+        config="",
+        root=str(root),
+        manual_dir=str(top),
+        image_size=8,
+        frames_per_video=0,
+        max_examples=0,
+        augment=False,
+        methods=methods,
+    )
+    return data_config(**{**fields, **kw})
 
 
 @pytest.mark.parametrize(
@@ -87,7 +89,7 @@ def _cfg(folder, methods: str, **kw) -> dict:
 )
 def test_counts_and_contents_match_the_files(folder, methods):
     top, _ = folder
-    kept = pipeline.parse_methods(methods.replace("real", "")) or METHODS
+    kept = index.parse_methods(methods.replace("real", "")) or METHODS
     cfg = _cfg(folder, methods)
     for split in ("train", "val", "test"):
         exp = _expected(top, split, kept)
@@ -138,7 +140,7 @@ def test_index_without_method_falls_back_to_a_scan(folder):
     """Builds made before the index carried ``method``: one scan adds it, same result."""
     top, _ = folder
     cfg = _cfg(folder, "Face2Face")
-    builder = pipeline._builder_for(cfg)
+    builder = index.prepared_builder(cfg)
     for split in ("train", "val", "test"):
         path = Path(builder.data_dir) / f"aird_index_{split}.npz"
         with np.load(path) as z:

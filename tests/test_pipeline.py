@@ -8,8 +8,11 @@ import cv2
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from _data_config import data_config, with_
 
-from aird_jax.data import pipeline, synthetic
+from aird_jax.data import index, pipeline, synthetic
+from aird_jax.data.builders import DatasetMissingError
+from aird_jax.data.builders.synthetic_upsampling import SyntheticUpsampling
 from aird_jax.data.degrade import degrade
 from aird_jax.data.video import sample_frame_indices
 
@@ -19,14 +22,15 @@ SIZE = 32
 @pytest.fixture(scope="module")
 def syn_cfg(tmp_path_factory):
     root = tmp_path_factory.mktemp("aird_data")
-    cfg = {
-        "name": "synthetic_upsampling",
-        "config": "tiny",
-        "root": str(root),
-        "image_size": SIZE,
-        "augment": True,
-        "workers": 0,
-    }
+    cfg = data_config(
+        name="synthetic_upsampling",
+        config="tiny",
+        root=str(root),
+        image_size=SIZE,
+        augment=True,
+        workers=0,
+        max_examples=0,
+    )
     pipeline.num_examples(cfg, "train")  # builds once for the module
     return cfg
 
@@ -59,13 +63,13 @@ def test_same_seed_same_batches_and_resume(syn_cfg):
 
 
 def test_epochs_cover_the_split_with_new_order(syn_cfg):
-    cfg = dict(syn_cfg, augment=False)
+    cfg = with_(syn_cfg, augment=False)
     n = pipeline.num_examples(cfg, "train")
     loader = pipeline.train_loader(cfg, seed=0, batch_size=n)
     it = iter(loader)
     e0, e1 = next(it), next(it)
     # Independent reference: the split's images decoded with OpenCV, resized (no-op here).
-    builder = pipeline._builder_for(cfg)
+    builder = index.prepared_builder(cfg)
     src = builder.as_data_source("train", decoders={"image": tfds.decode.SkipDecoding()})
     ref = sorted(
         cv2.cvtColor(cv2.imdecode(np.frombuffer(src[i]["image"], np.uint8), 1), 4).tobytes()
@@ -80,7 +84,7 @@ def test_epochs_cover_the_split_with_new_order(syn_cfg):
 
 
 def test_sharding_splits_each_epoch(syn_cfg):
-    cfg = dict(syn_cfg, augment=False)
+    cfg = with_(syn_cfg, augment=False)
     n = pipeline.num_examples(cfg, "train")
     halves = [
         next(
@@ -97,7 +101,7 @@ def test_sharding_splits_each_epoch(syn_cfg):
 
 def test_worker_processes_do_not_change_batches(syn_cfg):
     a = _take(iter(pipeline.train_loader(syn_cfg, seed=5, batch_size=8)), 2)
-    b = _take(iter(pipeline.train_loader(dict(syn_cfg, workers=2), seed=5, batch_size=8)), 2)
+    b = _take(iter(pipeline.train_loader(with_(syn_cfg, workers=2), seed=5, batch_size=8)), 2)
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x["image"], y["image"])
 
@@ -105,7 +109,7 @@ def test_worker_processes_do_not_change_batches(syn_cfg):
 def test_eval_loader_padding_mask_video_ids_and_shards(syn_cfg):
     split = "test_heldout"
     n = pipeline.num_examples(syn_cfg, split)
-    idx = pipeline.record_index(pipeline._builder_for(syn_cfg), split)
+    idx = index.record_index(index.prepared_builder(syn_cfg), split)
     batches = list(pipeline.eval_loader(syn_cfg, split, batch_size=50))
     assert len(batches) == -(-n // 50)
     assert all(b["image"].shape == (50, SIZE, SIZE, 3) for b in batches)
@@ -138,9 +142,7 @@ def test_eval_degradation_uses_degrade(syn_cfg):
 
 
 def test_synthetic_build_is_deterministic_and_learned(syn_cfg, tmp_path):
-    from aird_jax.data.builders.synthetic_upsampling import SyntheticUpsampling
-
-    a = pipeline._builder_for(syn_cfg)
+    a = index.prepared_builder(syn_cfg)
     synthetic.make_dataset.cache_clear()  # force a genuinely new build
     b = SyntheticUpsampling(config="tiny", data_dir=tmp_path / "tfds")
     b.download_and_prepare()
@@ -189,20 +191,22 @@ def _face_folder_videos(root: Path) -> dict[str, list[int]]:
 
 def test_frames_per_video_and_balance(tmp_path):
     frames = _face_folder_videos(tmp_path / "ff")
-    cfg = {
-        "name": "face_folder",
-        "root": str(tmp_path / "root"),
-        "manual_dir": str(tmp_path / "ff"),
-        "image_size": 8,
-        "frames_per_video": 3,
-        "augment": False,
-    }
-    builder = pipeline._builder_for(cfg)
-    idx, labels = pipeline._select(builder, "train", 3, 0)
-    meta = pipeline.record_index(builder, "train")
+    cfg = data_config(
+        name="face_folder",
+        config="",
+        root=str(tmp_path / "root"),
+        manual_dir=str(tmp_path / "ff"),
+        image_size=8,
+        frames_per_video=3,
+        max_examples=0,
+        augment=False,
+    )
+    builder = index.prepared_builder(cfg)
+    idx, labels = index.select(builder, "train", 3, 0)
+    meta = index.record_index(builder, "train")
     # The build-time index equals a scan of the records (the fallback for older builds).
     (Path(builder.data_dir) / "aird_index_train.npz").unlink()
-    scanned = pipeline.record_index(builder, "train")
+    scanned = index.record_index(builder, "train")
     for k in ("label", "video_id", "frame_index"):
         np.testing.assert_array_equal(meta[k], scanned[k])
     got: dict[str, list[int]] = {}
@@ -216,24 +220,22 @@ def test_frames_per_video_and_balance(tmp_path):
     assert {k: sorted(v) for k, v in got.items()} == expected
     # 4 real frames vs 6 fake frames selected; balanced epochs: 6 + 6.
     assert pipeline.num_examples(cfg, "train") == 10
-    assert pipeline.num_examples(dict(cfg, balance=True), "train") == 12
+    assert pipeline.num_examples(with_(cfg, balance=True), "train") == 12
     order = pipeline._epoch_order(labels, seed=0, epoch=0, balance=True)
     assert np.bincount(labels[order]).tolist() == [6, 6]
     counts = np.bincount(order, minlength=len(labels))
     assert set(counts[labels == 1]) == {1} and set(counts[labels == 0]) <= {1, 2}
-    batch = next(iter(pipeline.train_loader(dict(cfg, balance=True), seed=0, batch_size=12)))
+    batch = next(iter(pipeline.train_loader(with_(cfg, balance=True), seed=0, batch_size=12)))
     assert np.bincount(batch["label"]).tolist() == [6, 6]
 
 
 def test_missing_dataset_says_where_to_put_it(tmp_path):
-    from aird_jax.data.builders import DatasetMissingError
-
-    cfg = {"name": "celeb_df_v2", "root": str(tmp_path)}
+    cfg = data_config(name="celeb_df_v2", config="", root=str(tmp_path))
     with pytest.raises(DatasetMissingError, match="List_of_testing_videos.txt") as e:
         pipeline.num_examples(cfg, "test")
     assert str(tmp_path / "manual" / "celeb_df_v2") in str(e.value)
     with pytest.raises(ValueError, match="synthetic_upsampling"):
-        pipeline.num_examples({"name": "ffpp++"}, "test")
+        pipeline.num_examples(with_(cfg, name="ffpp++"), "test")
 
 
 def test_orbax_grain_checkpoint_roundtrip(syn_cfg, tmp_path):

@@ -1,1 +1,2 @@
-"""Data: face extraction, dataset builders, input pipeline, degradations."""
+"""Data: face extraction (mtcnn, faces, extract), dataset builders, record selection (index),
+input pipeline, preprocessing, augmentations, degradations."""

@@ -7,8 +7,8 @@ spaced frames per video for video datasets, the paper's augmentations with every
 from (seed, epoch, global position) -- so batches do not depend on ``workers`` -- and an
 iterator whose state is a JSON-able dict (grain's state) for checkpoints.
 
-``data_cfg.methods`` ("A,B"; "" = all) keeps the real records and the fakes of the listed
-methods, in every split (train, num_examples, eval), from the per-split index: no image is read.
+Which records are read (builder, per-split index, ``data_cfg.methods`` filter, frame sampling,
+cap) is decided in :mod:`aird_jax.data.index`, from the index alone: no image is read for it.
 
 Eval: one pass, no augmentation, all frames (or ``frames_per_video``), ``video_id`` carried for
 video-level metrics, the last batch padded with ``mask=False``; every host yields the same
@@ -16,92 +16,36 @@ number of batches (fully masked ones if needed) so collective evaluation never d
 Streams from array_record: memory is bounded by the batch, not the split.
 
 Images leave as float32 RAW RGB in [0, 1] at ``image_size``: the model normalises with the
-ImageNet statistics for its RGB stream and feeds raw pixels to its frequency stream.
+ImageNet statistics for its RGB stream and feeds raw pixels to its frequency stream. Un-augmented
+images (eval, and train with ``augment=False``) go through ``preprocess.prepare``, the path
+``predict`` uses; augmented ones through ``preprocess.resize`` then ``augment.apply``.
+
+``data_cfg`` is the ``data`` block of a config made from ``configs/*.py``: values are read as
+they are (the config file is the only home of defaults).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import math
-import os
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import grain.python as grain
 import numpy as np
-import tensorflow_datasets as tfds
+from absl import flags
 
-from aird_jax.data import augment, preprocess
-from aird_jax.data.builders import AirdBuilder, default_root, get_builder_class
+from aird_jax.data import augment, index, preprocess
+from aird_jax.data.degrade import DEGRADATIONS, degrade
 
 _MAX_EPOCHS = 1_000_000  # "forever": the sampler is lazy, so this costs nothing
 
 
 # --------------------------------------------------------------------------------------------
-# Builders and record metadata
+# Shared
 # --------------------------------------------------------------------------------------------
-def _cfg(data_cfg, key: str, default: Any) -> Any:
-    try:
-        value = data_cfg[key] if isinstance(data_cfg, dict) else getattr(data_cfg, key)
-    except (KeyError, AttributeError):
-        return default
-    return default if value is None else value
-
-
-def data_root(data_cfg) -> Path:
-    root = _cfg(data_cfg, "root", "")
-    return Path(root).expanduser() if root else default_root()
-
-
-def get_builder(data_cfg) -> AirdBuilder:
-    """Construct the configured builder with the contract's default paths under ``root``."""
-    name = _cfg(data_cfg, "name", "synthetic_upsampling")
-    cls = get_builder_class(name)
-    root = data_root(data_cfg)
-    manual = _cfg(data_cfg, "manual_dir", "") or root / "manual" / name
-    faces = _cfg(data_cfg, "faces_dir", "") or root / "faces" / name
-    return cls(
-        config=_cfg(data_cfg, "config", "") or None,
-        data_dir=root / "tfds",
-        manual_dir=manual,
-        faces_dir=faces,
-    )
-
-
-def ensure_built(builder: AirdBuilder) -> AirdBuilder:
-    """Build on first use (raises DatasetMissingError with instructions if data is missing).
-
-    A file lock makes concurrent first uses (several processes on one host) build once."""
-    if builder.is_prepared():
-        return builder
-    import fcntl
-
-    lock_dir = Path(builder.data_dir_root)
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / f".{builder.name}.build.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not builder.is_prepared():  # another process may have built it meanwhile
-            builder.download_and_prepare(
-                download_config=tfds.download.DownloadConfig(
-                    manual_dir=os.fspath(builder.aird_manual_dir)
-                )
-            )
-    return builder
-
-
-def _check_split(builder: AirdBuilder, split: str) -> None:
-    splits = list(builder.info.splits.keys())
-    if split not in splits:
-        raise ValueError(f"Dataset {builder.name!r} has no split {split!r}; it has {splits}.")
-
-
 def _make_loader(source, operations, workers: int) -> grain.DataLoader:
     if workers > 0:
         # grain's worker processes read absl flags; outside an absl app they are unparsed.
-        from absl import flags
-
         if not flags.FLAGS.is_parsed():
             flags.FLAGS.mark_as_parsed()
     return grain.DataLoader(
@@ -112,147 +56,6 @@ def _make_loader(source, operations, workers: int) -> grain.DataLoader:
         operations=operations,
         worker_count=workers,
     )
-
-
-def _source(builder: AirdBuilder, split: str):
-    _check_split(builder, split)
-    return builder.as_data_source(split, decoders={"image": tfds.decode.SkipDecoding()})
-
-
-def _read_many(source, keys: list[int]) -> list:
-    """Batched random reads (array_record reads them in parallel) when the source can."""
-    if not keys:
-        return []
-    if hasattr(source, "__getitems__"):
-        return list(source.__getitems__(keys))
-    return [source[k] for k in keys]
-
-
-def _str(x) -> str:
-    return x.decode("utf-8") if isinstance(x, bytes) else str(x)
-
-
-def record_index(
-    builder: AirdBuilder, split: str, *, need_method: bool = False
-) -> dict[str, np.ndarray]:
-    """Per-record label / video_id / frame_index (and method) of a split, cached next to the
-    build.
-
-    Needed for frame sampling, class balancing and method filtering; one sequential scan (no
-    image decoding) when the build wrote no index, or an older one without ``method`` and the
-    caller filters by method.
-    """
-    cache = Path(builder.data_dir) / f"aird_index_{split}.npz"
-    if cache.is_file():
-        with np.load(cache, allow_pickle=False) as z:
-            out = {k: z[k] for k in z.files}
-        if "method" in out or not need_method:
-            return out
-    src = _source(builder, split)
-    n = len(src)
-    labels = np.zeros(n, np.int8)
-    frames = np.zeros(n, np.int32)
-    vids: list[str] = []
-    methods: list[str] = []
-    chunk = 512
-    for start in range(0, n, chunk):
-        keys = list(range(start, min(n, start + chunk)))
-        for k, r in zip(keys, _read_many(src, keys)):
-            labels[k] = int(r["label"])
-            frames[k] = int(r["frame_index"])
-            vids.append(_str(r["video_id"]))
-            methods.append(_str(r["method"]))
-    out = {
-        "label": labels,
-        "video_id": np.asarray(vids, dtype=str),
-        "frame_index": frames,
-        "method": np.asarray(methods, dtype=str),
-    }
-    try:
-        tmp = cache.with_suffix(".tmp.npz")
-        np.savez(tmp, **out)
-        os.replace(tmp, cache)
-    except OSError:  # read-only build directory: fine, just slower next time
-        pass
-    return out
-
-
-def parse_methods(value: str | None) -> tuple[str, ...]:
-    """``data.methods`` ("Deepfakes,FaceSwap"; "" = all) -> sorted unique names."""
-    if not value:
-        return ()
-    if not isinstance(value, str):
-        value = ",".join(map(str, value))
-    return tuple(sorted({m.strip() for m in value.split(",") if m.strip()}))
-
-
-def dataset_methods(builder: AirdBuilder) -> list[str]:
-    """Fake methods present in any split of the build (from the per-split indexes)."""
-    found: set[str] = set()
-    for split in builder.info.splits.keys():
-        meta = record_index(builder, split, need_method=True)
-        found.update(str(m) for m in np.unique(meta["method"][meta["label"] == 1]))
-    return sorted(found)
-
-
-def _method_mask(builder: AirdBuilder, split: str, meta: dict, methods: tuple[str, ...]):
-    """Records to keep: every real one, and fakes whose ``method`` is listed."""
-    known = dataset_methods(builder)
-    unknown = [m for m in methods if m not in known and m != "real"]
-    if unknown:
-        raise ValueError(
-            f"data.methods names unknown method(s) {unknown}; dataset {builder.name!r} has the "
-            f"fake methods {known} (comma-separated, '' = all; reals are always kept)."
-        )
-    return (meta["label"] == 0) | np.isin(meta["method"], list(methods))
-
-
-def _select(
-    builder: AirdBuilder,
-    split: str,
-    frames_per_video: int | None,
-    max_examples: int,
-    methods: str | None = "",
-) -> tuple[np.ndarray, np.ndarray]:
-    """Record indices (sorted) and their labels after the method filter, frame sampling and
-    the cap (in that order: the cap counts only kept records)."""
-    need_index = builder.IS_VIDEO and frames_per_video
-    keep_methods = parse_methods(methods)
-    meta = record_index(builder, split, need_method=bool(keep_methods))
-    idx = np.arange(len(meta["label"]))
-    if keep_methods:
-        mask = _method_mask(builder, split, meta, keep_methods)
-        idx = np.flatnonzero(mask)
-        meta = {k: v[mask] for k, v in meta.items()}
-    if need_index:
-        from aird_jax.data.video import sample_frame_indices
-
-        order = np.lexsort((meta["frame_index"], meta["video_id"]))
-        vids = meta["video_id"][order]
-        bounds = np.flatnonzero(np.r_[True, vids[1:] != vids[:-1], True])
-        keep = []
-        for a, b in zip(bounds[:-1], bounds[1:]):
-            keep.extend(order[a + i] for i in sample_frame_indices(b - a, int(frames_per_video)))
-        pos = np.sort(np.asarray(keep, np.int64))  # positions into the (filtered) meta
-    else:
-        pos = np.arange(len(idx))
-    if max_examples and len(pos) > max_examples:
-        # A fixed (seed-independent) subset: the same examples for every run and host.
-        pos = np.sort(np.random.default_rng(0).permutation(pos)[:max_examples])
-    return idx[pos], meta["label"][pos].astype(np.int32)
-
-
-@functools.lru_cache(maxsize=16)
-def _prepared(data_cfg_key: str) -> AirdBuilder:
-    cfg = json.loads(data_cfg_key)
-    ensure_built(get_builder(cfg))
-    # A fresh instance reads the DatasetInfo from disk, also when another process built it.
-    return get_builder(cfg)
-
-
-def _builder_for(data_cfg) -> AirdBuilder:
-    keys = ("name", "config", "root", "manual_dir", "faces_dir")
-    return _prepared(json.dumps({k: str(_cfg(data_cfg, k, "")) for k in keys}, sort_keys=True))
 
 
 def _epoch_order(labels: np.ndarray, seed: int, epoch: int, balance: bool) -> np.ndarray:
@@ -269,30 +72,17 @@ def _epoch_order(labels: np.ndarray, seed: int, epoch: int, balance: bool) -> np
     return rng.permutation(np.concatenate(parts))
 
 
-def _select_train(builder, data_cfg, split: str):
-    """Training selection (frame sampling, cap, method filter) as the config asks for it."""
-    return _select(
-        builder,
-        split,
-        _cfg(data_cfg, "frames_per_video", 10),
-        _cfg(data_cfg, "max_examples", 0),
-        _cfg(data_cfg, "methods", ""),
-    )
-
-
 def num_examples(data_cfg, split: str) -> int:
     """Examples per epoch for ``data_cfg.train_split`` (global, before host sharding, after
     frame sampling and balancing); for any other split, what ``eval_loader`` yields with
     ``frames_per_video=None`` (all frames)."""
-    builder = _builder_for(data_cfg)
-    if split == _cfg(data_cfg, "train_split", "train"):
-        _, labels = _select_train(builder, data_cfg, split)
-        if _cfg(data_cfg, "balance", False) and len(labels):
+    builder = index.prepared_builder(data_cfg)
+    if split == data_cfg.train_split:
+        _, labels = index.select_train(builder, data_cfg)
+        if data_cfg.balance and len(labels):
             return int(np.unique(labels, return_counts=True)[1].max() * len(np.unique(labels)))
         return len(labels)
-    idx, _ = _select(
-        builder, split, None, _cfg(data_cfg, "max_examples", 0), _cfg(data_cfg, "methods", "")
-    )
+    idx, _ = index.select_eval(builder, data_cfg, split, None)
     return len(idx)
 
 
@@ -340,7 +130,7 @@ class _TrainSource(grain.RandomAccessDataSource):
             recs.append(int(self._indices[self._order(epoch)[g]]))
         return [
             {"image": r["image"], "label": int(r["label"]), "key": k}
-            for k, r in zip(keys, _read_many(self._source, recs))
+            for k, r in zip(keys, index.read_many(self._source, recs))
         ]
 
     def __repr__(self) -> str:  # grain logs this; keep it short
@@ -353,9 +143,10 @@ class _TrainTransform(grain.MapTransform):
         self.do_augment = bool(do_augment)
 
     def _one(self, ex: dict) -> np.ndarray:
-        rgb = preprocess.resize(preprocess.decode_image(ex["image"]), self.image_size)
+        rgb = preprocess.decode_image(ex["image"])
         if not self.do_augment:
-            return preprocess.to_float(rgb)
+            return preprocess.prepare(rgb, self.image_size)  # what eval and predict feed
+        rgb = preprocess.resize(rgb, self.image_size)
         # Per-example stream from (seed, epoch, global position): reproducible for any host
         # count, worker count or resume point.
         return augment.apply(rgb, augment.draw(np.random.default_rng(list(ex["key"]))))
@@ -419,17 +210,17 @@ def train_loader(
         raise ValueError(f"batch_size must be positive, got {batch_size}.")
     if not 0 <= shard_index < shard_count:
         raise ValueError(f"shard_index {shard_index} not in [0, {shard_count}).")
-    builder = _builder_for(data_cfg)
-    split = _cfg(data_cfg, "train_split", "train")
-    idx, labels = _select_train(builder, data_cfg, split)
+    builder = index.prepared_builder(data_cfg)
+    split = data_cfg.train_split
+    idx, labels = index.select_train(builder, data_cfg)
     if len(idx) == 0:
         raise ValueError(f"Split {split!r} of {builder.name!r} is empty.")
     src = _TrainSource(
-        _source(builder, split),
+        index.data_source(builder, split),
         idx,
         labels,
         seed,
-        _cfg(data_cfg, "balance", False),
+        data_cfg.balance,
         shard_index,
         shard_count,
         batch_size,
@@ -442,8 +233,8 @@ def train_loader(
         )
     loader = _make_loader(
         src,
-        [_TrainTransform(_cfg(data_cfg, "image_size", 224), _cfg(data_cfg, "augment", True))],
-        int(_cfg(data_cfg, "workers", 0)),
+        [_TrainTransform(data_cfg.image_size, data_cfg.augment)],
+        int(data_cfg.workers),
     )
     return TrainLoader(loader, src.per_shard // batch_size, src.epoch_len)
 
@@ -466,8 +257,8 @@ class _EvalSource(grain.RandomAccessDataSource):
     def __getitem__(self, q: int) -> list[dict]:
         idx = [int(i) for i in self._indices[int(q) * self._bs : (int(q) + 1) * self._bs]]
         return [
-            {"image": r["image"], "label": int(r["label"]), "video_id": _str(r["video_id"])}
-            for r in _read_many(self._source, idx)
+            {"image": r["image"], "label": int(r["label"]), "video_id": index.to_str(r["video_id"])}
+            for r in index.read_many(self._source, idx)
         ]
 
     def __repr__(self) -> str:
@@ -481,14 +272,12 @@ class _EvalTransform(grain.MapTransform):
         self.batch_size = int(batch_size)
 
     def _one(self, data: bytes) -> np.ndarray:
-        rgb = preprocess.resize(preprocess.decode_image(data), self.image_size)
+        rgb = preprocess.decode_image(data)
         if self.degradation and self.degradation != "none":
-            from aird_jax.data.degrade import degrade
-
             # Degraded at model resolution: blur sigma is in the model's pixels and JPEG blocks
             # align with the frequency stream's 8x8 DCT blocks.
-            rgb = degrade(rgb, self.degradation)
-        return preprocess.to_float(rgb)
+            rgb = degrade(preprocess.resize(rgb, self.image_size), self.degradation)
+        return preprocess.prepare(rgb, self.image_size)  # the path predict uses
 
     def map(self, exs: list[dict]) -> dict:
         bs, s, n = self.batch_size, self.image_size, len(exs)
@@ -550,30 +339,19 @@ def eval_loader(
         raise ValueError(f"batch_size must be positive, got {batch_size}.")
     if not 0 <= shard_index < shard_count:
         raise ValueError(f"shard_index {shard_index} not in [0, {shard_count}).")
-    if degradation not in (None, "none"):
-        from aird_jax.data.degrade import DEGRADATIONS
-
-        if degradation not in DEGRADATIONS:
-            raise ValueError(
-                f"Unknown degradation {degradation!r}; choose from {list(DEGRADATIONS)}."
-            )
-    builder = _builder_for(data_cfg)
-    _check_split(builder, split)
-    idx, _ = _select(
-        builder,
-        split,
-        frames_per_video,
-        _cfg(data_cfg, "max_examples", 0),
-        _cfg(data_cfg, "methods", ""),
-    )
+    if degradation not in (None, "none") and degradation not in DEGRADATIONS:
+        raise ValueError(f"Unknown degradation {degradation!r}; choose from {list(DEGRADATIONS)}.")
+    builder = index.prepared_builder(data_cfg)
+    index.check_split(builder, split)
+    idx, _ = index.select_eval(builder, data_cfg, split, frames_per_video)
     per = math.ceil(len(idx) / shard_count) if len(idx) else 0
     mine = idx[shard_index * per : (shard_index + 1) * per]
     return EvalLoader(
-        _source(builder, split),
+        index.data_source(builder, split),
         mine,
         batch_size=batch_size,
-        image_size=int(_cfg(data_cfg, "image_size", 224)),
+        image_size=int(data_cfg.image_size),
         degradation=degradation,
-        workers=int(_cfg(data_cfg, "workers", 0)),
+        workers=int(data_cfg.workers),
         num_batches=math.ceil(per / batch_size) if per else 0,
     )

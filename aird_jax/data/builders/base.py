@@ -220,7 +220,7 @@ class AirdBuilder(tfds.core.GeneratorBasedBuilder):
     def _indexed(self, split: str, examples) -> Iterator[tuple[int, dict]]:
         """Yield examples under integer keys 0..N-1 and, once the split is written, save its
         index (label, video_id, frame_index, method per record) next to the records, where
-        ``pipeline.record_index`` finds it: frame sampling, class balancing and method
+        ``index.record_index`` finds it: frame sampling, class balancing and method
         filtering then never need to read a whole split of images back."""
         labels, vids, frames, methods, seen = [], [], [], [], set()
         for i, (key, ex) in enumerate(examples):
