@@ -4,29 +4,24 @@
 
 Ours: jitted Flax forward (eval) and train step (CE + Adam, batch statistics updated), depthwise
 implementation as `--depthwise` (auto = shifted slices on CPU). Reference: timm `legacy_xception`
-and a PyTorch Meso-4 (the re-statement in tests/test_baselines.py), eager, channels_last, same
-batch, same optimiser. Also prints XLA's FLOP count per image and the compile times.
+and a PyTorch Meso-4 (`aird_jax.models.torch_reference`, also the tests' reference), eager,
+channels_last, same batch, same optimiser. Also prints XLA's FLOP count per image and the compile
+times. The model section is the config file's (configs/late_supcon.py), with name and depthwise.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from test_baselines import _import_timm, _torch_meso4  # noqa: E402
-
-from aird_jax.models import build_model  # noqa: E402
+from aird_jax.config import load_config
+from aird_jax.models import build_model
+from aird_jax.models.torch_reference import import_timm, torch_meso4
 
 
 def _best(fn, repeats: int) -> float:
@@ -39,7 +34,8 @@ def _best(fn, repeats: int) -> float:
 
 
 def bench_ours(name: str, x: np.ndarray, y: np.ndarray, depthwise: str, repeats: int) -> dict:
-    cfg = ml_collections.ConfigDict({"name": name, "depthwise": depthwise, "pretrained": ""})
+    cfg = load_config("configs/late_supcon.py").model
+    cfg.name, cfg.depthwise = name, depthwise
     model = build_model(cfg)
     xj, yj = jnp.asarray(x), jnp.asarray(y)
     variables = jax.jit(lambda x: model.init({"params": jax.random.key(0)}, x))(xj[:1])
@@ -99,11 +95,11 @@ def bench_torch(name: str, x: np.ndarray, y: np.ndarray, repeats: int) -> dict:
     import torch
 
     if name == "xception":
-        timm = _import_timm()
+        timm = import_timm()
         net = timm.create_model("legacy_xception", pretrained=False, num_classes=2)
         head = lambda out: out  # noqa: E731
     else:
-        net = _torch_meso4(2, x.shape[1])
+        net = torch_meso4(2, x.shape[1])
         head = lambda out: out[1]  # noqa: E731
     net = net.to(memory_format=torch.channels_last)
     xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).contiguous(

@@ -9,31 +9,31 @@ load hits both alike):
 against PyTorch eager, channels_last, timm ``efficientnet_b4`` with the same frequency stream and
 heads. Also prints XLA's FLOP count per image (``cost_analysis``) and the compile times.
 
-timm needs the torchvision import shim explained in tests/test_port.py.
+timm is imported through ``aird_jax.models.torch_reference.import_timm`` (torchvision shim).
+The model section is the config file's (configs/late_supcon.py), with ``--depthwise``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
-import types
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 
+from aird_jax.config import load_config
 from aird_jax.losses import total_loss
 from aird_jax.models import build_model
+from aird_jax.models.efficientnet import EfficientNet
+from aird_jax.models.torch_reference import import_timm
 
 
 def flax_setup(args):
-    cfg = ml_collections.ConfigDict(
-        dict(name="detector", backbone="efficientnet_b4", fusion="late", depthwise=args.depthwise)
-    )
+    cfg = load_config("configs/late_supcon.py").model  # B4, late fusion
+    cfg.depthwise = args.depthwise
     model = build_model(cfg)
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.uniform(size=(args.batch, args.size, args.size, 3)), jnp.float32)
@@ -72,8 +72,6 @@ def flax_setup(args):
         return optax.apply_updates(params, updates), new_bs, opt_state, loss
 
     # The forward benchmark is the EfficientNet alone (the task's "B4 forward").
-    from aird_jax.models.efficientnet import EfficientNet
-
     b4 = EfficientNet("efficientnet_b4", depthwise=args.depthwise)
     # copies: the train step donates (and so deletes) the detector's buffers
     b4_vars = {
@@ -116,10 +114,7 @@ def _flops(compiled) -> float:
 
 
 def torch_setup(args):
-    name = "torchvision._meta_registrations"
-    if "torchvision" not in sys.modules:
-        sys.modules.setdefault(name, types.ModuleType(name))
-    import timm
+    timm = import_timm()
     import torch
     from torch import nn
 

@@ -6,12 +6,13 @@
 * Xception: strict weight port from a random-initialised timm `legacy_xception` (randomised
   BatchNorm statistics) saved to safetensors/.pth in tmp; pooled features compared in float64.
   float64 needs `jax_enable_x64`, which must not leak into other test modules, and timm needs a
-  torchvision import shim (torchvision's C ops do not load beside this torch build), so that part
-  runs in a subprocess (this file run as a script).
+  torchvision import shim (`aird_jax.models.torch_reference.import_timm`), so that part runs in a
+  subprocess (this file run as a script).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import subprocess
@@ -25,15 +26,24 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from aird_jax.models import baselines, build_model, is_backbone_path
-from aird_jax.models.port_xception import port_timm_xception, trunk_template
+from aird_jax.config import load_config
+from aird_jax.models import build_model, is_backbone_path, load_pretrained, validate_model_config
+from aird_jax.models.baselines import xception
+from aird_jax.models.port_xception import load_state_dict, main, port_timm_xception, trunk_template
+from aird_jax.models.torch_reference import import_timm, torch_meso4
 
 PUBLISHED_MESO4_PARAMS = 27_977  # Afchar et al. 2018, Sec. 3.1 (Keras, 1 sigmoid output, 256 px)
 
 
+@functools.cache
+def _smoke_model() -> dict:
+    return load_config("configs/late_supcon.py:smoke").model.to_dict()
+
+
 def _cfg(name: str = "mesonet", **kw) -> ml_collections.ConfigDict:
-    base = {"name": name, "embed_dim": 128, "dtype": "float32", "pretrained": ""}
-    return ml_collections.ConfigDict({**base, **kw})
+    """The config file's model section (smoke scale, no pretrained weights) for model ``name``,
+    with the default depthwise choice ("auto"), then ``kw`` on top."""
+    return ml_collections.ConfigDict(_smoke_model() | {"name": name, "depthwise": "auto"} | kw)
 
 
 def _count(tree) -> int:
@@ -57,43 +67,17 @@ def _fill(shapes, seed: int):
 # --------------------------------------------------------------------------------- Meso-4
 
 
-def _torch_meso4(n_out: int, size: int):
-    """Meso-4 re-stated in PyTorch from the paper / authors' Keras description."""
-    import torch
-    from torch import nn as tnn
-
-    class Meso4(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            spec = [(3, 8, 3, 2), (8, 8, 5, 2), (8, 16, 5, 2), (16, 16, 5, 4)]
-            self.convs = tnn.ModuleList(tnn.Conv2d(i, o, k, padding=k // 2) for i, o, k, _ in spec)
-            self.bns = tnn.ModuleList(tnn.BatchNorm2d(o, eps=1e-3) for _, o, _, _ in spec)
-            self.pools = [p for *_, p in spec]
-            side = size // 32
-            self.fc = tnn.Linear(16 * side * side, 16)
-            self.out = tnn.Linear(16, n_out)
-
-        def forward(self, x):  # NCHW
-            for conv, bn, p in zip(self.convs, self.bns, self.pools):
-                x = torch.max_pool2d(bn(torch.relu(conv(x))), p)
-            x = x.permute(0, 2, 3, 1).flatten(1)  # Keras Flatten on channels_last
-            f = torch.nn.functional.leaky_relu(self.fc(x), 0.1)
-            return f, self.out(f)
-
-    return Meso4()
-
-
 def test_mesonet_param_count_matches_published_and_torch():
     torch = pytest.importorskip("torch")
     del torch
-    published = _torch_meso4(1, 256)
+    published = torch_meso4(1, 256)
     assert sum(p.numel() for p in published.parameters()) == PUBLISHED_MESO4_PARAMS
     model = build_model(_cfg("mesonet"))
     shapes = jax.eval_shape(
         model.init, {"params": jax.random.key(0)}, jnp.zeros((1, 256, 256, 3), jnp.float32)
     )
     ours = _count(shapes["params"]["trunk"]) + _count(shapes["params"]["classifier"])
-    assert ours == sum(p.numel() for p in _torch_meso4(2, 256).parameters())
+    assert ours == sum(p.numel() for p in torch_meso4(2, 256).parameters())
     # From scratch: nothing may land in the 0.1x-LR "rgb_backbone" group.
     assert set(shapes["params"]) == {"trunk", "classifier", "projection"}
 
@@ -102,7 +86,7 @@ def test_mesonet_matches_torch_restatement():
     torch = pytest.importorskip("torch")
     size = 64
     torch.manual_seed(0)
-    ref = _torch_meso4(2, size).double().eval()
+    ref = torch_meso4(2, size).double().eval()
     with torch.no_grad():
         for bn in ref.bns:
             bn.weight.uniform_(0.5, 1.5)
@@ -185,10 +169,14 @@ def test_bad_input_is_a_clear_error(name, shape):
 
 
 def test_bad_config_is_a_clear_error():
-    with pytest.raises(ValueError, match="depthwise"):
-        build_model(_cfg("xception", depthwise="grouped"))
-    with pytest.raises(ValueError, match="dtype"):
-        build_model(_cfg("mesonet", dtype="float8"))
+    with pytest.raises(ValueError, match="model.depthwise"):
+        validate_model_config(_cfg("xception", depthwise="grouped"))
+    with pytest.raises(ValueError, match="model.dtype"):
+        validate_model_config(_cfg("mesonet", dtype="float8"))
+    with pytest.raises(ValueError, match="model.embed_dim"):
+        validate_model_config(_cfg("mesonet", embed_dim=0))
+    for name in ("mesonet", "xception", "xception_tiny"):
+        validate_model_config(_cfg(name))
 
 
 # --------------------------------------------------------------------------------- Xception
@@ -207,7 +195,7 @@ def test_xception_interface_shapes():
     out = jax.eval_shape(lambda v, x: model.apply(v, x), v, x)
     assert out["logits"].shape == (2, 2)
     assert out["embedding"].shape == (2, 128)
-    assert out["features"].shape == (2, baselines.XCEPTION_FEATURES)
+    assert out["features"].shape == (2, xception.XCEPTION_FEATURES)
 
 
 def test_xception_tiny_trains_at_smoke_size():
@@ -244,7 +232,7 @@ def test_xception_block_depthwise_impls_agree():
     block with its strided pool and skip conv, small widths)."""
     x = jax.random.normal(jax.random.key(0), (2, 11, 9, 8))
     blocks = {
-        i: baselines.XceptionBlock(8, 16, 2, 2, True, True, depthwise=i)
+        i: xception.XceptionBlock(8, 16, 2, 2, True, True, depthwise=i)
         for i in ("native", "shifted")
     }
     v = jax.jit(blocks["native"].init)(jax.random.key(1), x)
@@ -301,8 +289,6 @@ def test_port_reports_missing_unexpected_and_shape_errors():
 
 
 def test_missing_checkpoint_file_is_a_clear_error(tmp_path):
-    from aird_jax.models.port_xception import load_state_dict, main
-
     with pytest.raises(FileNotFoundError, match="port_xception --source"):
         load_state_dict(tmp_path / "nope.safetensors")
     with pytest.raises(SystemExit, match="does not exist"):
@@ -311,7 +297,8 @@ def test_missing_checkpoint_file_is_a_clear_error(tmp_path):
 
 
 def test_xception_port_parity_float64_vs_timm(tmp_path):
-    # find_spec, not importorskip: importing timm here fails on torchvision (see _import_timm).
+    # find_spec, not importorskip: importing timm here may fail on torchvision (the subprocess
+    # imports it through aird_jax.models.torch_reference).
     for mod in ("torch", "timm", "safetensors"):
         if importlib.util.find_spec(mod) is None:
             pytest.skip(f"{mod} is not installed (pip install -e '.[test]')")
@@ -335,58 +322,12 @@ def test_xception_port_parity_float64_vs_timm(tmp_path):
 # ------------------------------------------------------------------- subprocess (float64 + timm)
 
 
-def _import_timm():
-    """timm imports torchvision, whose compiled ops fail to load beside this torch build; timm's
-    model code does not need it, so stand in empty modules for `torchvision.*`."""
-    import importlib.abc
-    import importlib.machinery
-    import types
-
-    class _StubMeta(type):
-        def __getattr__(cls, name):
-            if name.startswith("__"):
-                raise AttributeError(name)
-            return f"{cls.__name__}.{name}"
-
-    class _StubModule(types.ModuleType):
-        def __getattr__(self, name):
-            if name.startswith("__"):
-                raise AttributeError(name)
-            return _StubMeta(name, (), {})
-
-    class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-        def find_spec(self, fullname, path, target=None):
-            if fullname.split(".")[0] == "torchvision":
-                return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
-            return None
-
-        def create_module(self, spec):
-            mod = _StubModule(spec.name)
-            mod.__path__ = []
-            return mod
-
-        def exec_module(self, module):
-            pass
-
-    try:
-        import timm
-    except Exception:  # noqa: BLE001 - torchvision failed to load; retry without it
-        for name in [n for n in sys.modules if n.split(".")[0] in ("timm", "torchvision")]:
-            del sys.modules[name]
-        sys.meta_path.insert(0, _Finder())
-        import timm
-    return timm
-
-
 def _xception_parity(tmp: Path) -> dict:
     jax.config.update("jax_enable_x64", True)
     import torch
     from safetensors.torch import save_file
 
-    from aird_jax.models import load_pretrained
-    from aird_jax.models.port_xception import load_state_dict, main
-
-    timm = _import_timm()
+    timm = import_timm()
     torch.manual_seed(0)
     ref = timm.create_model("legacy_xception", pretrained=False, num_classes=0).double().eval()
     with torch.no_grad():

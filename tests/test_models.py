@@ -7,7 +7,9 @@ budget; B4-sized checks use ``jax.eval_shape`` (no compile, no FLOPs).
 from __future__ import annotations
 
 import functools
+import json
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -16,24 +18,23 @@ import pytest
 from flax import traverse_util
 from jax import lax
 
+from aird_jax import models
+from aird_jax.config import load_config
 from aird_jax.models import (
     build_model,
+    count_params,
     is_backbone_path,
     load_pretrained,
     register_model,
     registered_models,
     validate_model_config,
 )
-from aird_jax.models.efficientnet import (
-    EfficientNet,
-    MBBlock,
-    arch_spec,
-    count_params,
-    depthwise_conv,
-    num_features,
-    resolve_depthwise,
-)
+from aird_jax.models.efficientnet import EfficientNet, MBBlock, arch_spec, num_features
+from aird_jax.models.frequency import FrequencyStream
+from aird_jax.models.heads import FusionMLP
 from aird_jax.models.port import save_variables
+from aird_jax.ops.conv import depthwise_conv, resolve_depthwise
+from aird_jax.ops.dct import dct_highpass, rgb_to_gray
 
 B, S = 4, 64
 TOP_LEVEL = {
@@ -44,26 +45,18 @@ TOP_LEVEL = {
 }
 
 
+@functools.cache
+def _smoke_model() -> dict:
+    return load_config("configs/late_supcon.py:smoke").model.to_dict()
+
+
 def model_cfg(**kw) -> ml_collections.ConfigDict:
-    cfg = ml_collections.ConfigDict(
-        dict(
-            name="detector",
-            backbone="efficientnet_tiny",
-            padding="symmetric",
-            fusion="late",
-            dct_cutoff=4,
-            dropout=0.3,
-            freq_dropout=0.3,
-            embed_dim=128,
-            drop_path_rate=0.2,
-            dtype="float32",
-            param_dtype="float32",
-            depthwise="auto",
-            pretrained="",
-        )
-        | kw  # merged before ConfigDict so that a wrongly-typed value reaches the validator
+    """The config file's model section (smoke scale: efficientnet_tiny, no pretrained weights),
+    with the depthwise choice and stochastic depth of the paper, then ``kw`` on top."""
+    # merged before ConfigDict so that a wrongly-typed value reaches the validator
+    return ml_collections.ConfigDict(
+        _smoke_model() | {"depthwise": "auto", "drop_path_rate": 0.2} | kw
     )
-    return cfg
 
 
 def images(seed: int = 0, n: int = B, size: int = S) -> jax.Array:
@@ -311,22 +304,37 @@ def test_bfloat16_forward_close_to_float32():
         ("padding", "valid"),
         ("fusion", "middle"),
         ("dct_cutoff", 9),
+        ("dct_cutoff", -1),
         ("dct_cutoff", 2.5),
+        ("dct_cutoff", True),
         ("dropout", 1.0),
         ("depthwise", "grouped"),
         ("dtype", "float8"),
         ("embed_dim", 0),
+        ("pretrained", 3),
     ],
 )
 def test_bad_config_raises_value_error(field, value):
     with pytest.raises(ValueError, match=f"model.{field}"):
         validate_model_config(model_cfg(**{field: value}))
-    with pytest.raises(ValueError):
-        build_model(model_cfg(**{field: value}))
+
+
+def test_config_file_and_saved_run_configs_build():
+    """Every variant of the config file validates and builds; so does a run's config.json
+    (its JSON round trip), which has exactly the config file's keys."""
+    cfg = load_config("configs/late_supcon.py")
+    validate_model_config(cfg.model)
+    saved = ml_collections.ConfigDict(json.loads(cfg.to_json())).model
+    validate_model_config(saved)
+    assert build_model(saved) == build_model(cfg.model)
+    for variant in ("early_fusion", "rgb_only", "freq_only", "quickstart", "smoke"):
+        m = load_config(f"configs/late_supcon.py:{variant}").model
+        validate_model_config(m)
+        assert build_model(m).fusion == m.fusion
 
 
 def test_registry_accepts_new_models():
-    assert "detector" in registered_models()
+    assert {"detector", "mesonet", "xception", "xception_tiny"} <= set(registered_models())
     sentinel = object()
 
     @register_model("_test_dummy", validate=lambda cfg: None)
@@ -336,8 +344,6 @@ def test_registry_accepts_new_models():
     try:
         assert build_model(model_cfg(name="_test_dummy"), axis_name="data") == (sentinel, "data")
     finally:
-        from aird_jax import models
-
         models.MODELS.pop("_test_dummy")
         models.VALIDATORS.pop("_test_dummy")
 
@@ -414,12 +420,6 @@ def test_axis_name_gives_cross_replica_batch_norm():
 
 def test_frequency_stream_sees_highpass_of_raw_gray():
     """freq_only logits == heads(freq_stream(dct_highpass(rgb_to_gray(raw x), cutoff)))."""
-    import flax.linen as nn
-
-    from aird_jax.models.detector import FusionMLP
-    from aird_jax.models.frequency import FrequencyStream
-    from aird_jax.ops.dct import dct_highpass, rgb_to_gray
-
     x = images(13)
     v = tiny_variables("freq_only")
     model = build_model(model_cfg(fusion="freq_only", dct_cutoff=2))
@@ -429,8 +429,8 @@ def test_frequency_stream_sees_highpass_of_raw_gray():
         return {c: v[c][name] for c in ("params", "batch_stats") if name in v[c]}
 
     def by_hand(v, x):
-        f = FrequencyStream().apply(sub("freq_stream"), dct_highpass(rgb_to_gray(x), 2))
-        h = FusionMLP().apply(sub("fusion"), f, False)
+        f = FrequencyStream(0.3).apply(sub("freq_stream"), dct_highpass(rgb_to_gray(x), 2))
+        h = FusionMLP(0.3).apply(sub("fusion"), f, False)
         return nn.Dense(2).apply(sub("classifier"), h)
 
     np.testing.assert_allclose(got, jax.jit(by_hand)(v, x), rtol=1e-5, atol=1e-5)

@@ -1,9 +1,7 @@
-"""Weight port vs timm/PyTorch: architecture sizes, float64 feature parity, strictness, the script.
+"""Weight port vs timm/PyTorch: architecture sizes, float64 feature parity, strictness, the CLI.
 
-timm imports torchvision, whose compiled ops do not load beside the CPU torch wheel used here
-(``torchvision::nms does not exist`` from ``torchvision/_meta_registrations.py``). timm's
-EfficientNet never touches those ops, so ``import_timm`` registers an empty stand-in for that
-one registration module before importing timm; everything else is the real torchvision.
+timm is imported through ``aird_jax.models.torch_reference.import_timm`` (it works around a
+torchvision whose compiled ops do not load beside the CPU torch wheel used here).
 """
 
 from __future__ import annotations
@@ -11,8 +9,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import sys
-import types
 from pathlib import Path
 
 import jax
@@ -22,21 +18,15 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from aird_jax.models import build_model, load_pretrained
-from aird_jax.models.efficientnet import VARIANTS, EfficientNet, count_params, num_features
-from aird_jax.models.port import load_variables, port_timm_efficientnet
+from aird_jax.config import load_config
+from aird_jax.models import build_model, count_params, load_pretrained
+from aird_jax.models.efficientnet import VARIANTS, EfficientNet, num_features
+from aird_jax.models.port import load_state_dict, load_variables, main, port_timm_efficientnet
+from aird_jax.models.torch_reference import import_timm
 
 torch = pytest.importorskip("torch")
-REPO = Path(__file__).resolve().parents[1]
-
-
-def import_timm():
-    name = "torchvision._meta_registrations"
-    if "torchvision" not in sys.modules and name not in sys.modules:
-        sys.modules[name] = types.ModuleType(name)
-    return pytest.importorskip("timm")
-
-
+if importlib.util.find_spec("timm") is None:
+    pytest.skip("timm is not installed (pip install -e '.[test]')", allow_module_level=True)
 timm = import_timm()
 
 
@@ -95,8 +85,6 @@ def test_b4_port_parity_float64(name, tmp_path, x64):
     ref_model = timm_model(name, double=True)
     path = tmp_path / f"{name}.safetensors"
     save_safetensors(ref_model, path)
-    from aird_jax.models.port import load_state_dict
-
     variables = port_timm_efficientnet(load_state_dict(path), name)
     assert variables["params"]["conv_stem"]["kernel"].dtype == np.float64
     x = np.random.default_rng(0).normal(size=(2, 72, 88, 3))
@@ -141,23 +129,14 @@ def test_port_is_strict():
         port_timm_efficientnet(sd, "resnet50")
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location(
-        "port_weights", REPO / "scripts" / "port_weights.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_port_script_and_load_pretrained(tmp_path):
-    """--checkpoint (safetensors and .pth) -> weights file + sidecar -> load_pretrained (early)."""
+def test_port_cli_and_load_pretrained(tmp_path):
+    """scripts/port_weights.py's main: --checkpoint (safetensors and .pth) -> weights file +
+    sidecar -> load_pretrained (early fusion)."""
     ref = timm_model("efficientnet_b0", seed=3)
     ckpt = tmp_path / "b0.safetensors"
     sd = save_safetensors(ref, ckpt)
     out = tmp_path / "w" / "efficientnet_b0.msgpack"
-    script = _script()
-    script.main(["--model", "efficientnet_b0", "--checkpoint", str(ckpt), "--out", str(out)])
+    main(["--model", "efficientnet_b0", "--checkpoint", str(ckpt), "--out", str(out)])
     variables, meta = load_variables(out)
     assert meta["sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
     assert meta["sha256_weights"] == hashlib.sha256(out.read_bytes()).hexdigest()
@@ -171,25 +150,18 @@ def test_port_script_and_load_pretrained(tmp_path):
     pth = tmp_path / "b0.pth"
     torch.save({"state_dict": ref.state_dict()}, pth)
     out_pth = tmp_path / "pth.msgpack"
-    script.main(["--model", "efficientnet_b0", "--checkpoint", str(pth), "--out", str(out_pth)])
+    main(["--model", "efficientnet_b0", "--checkpoint", str(pth), "--out", str(out_pth)])
     v_pth, _ = load_variables(out_pth)
     for a, b in zip(jax.tree.leaves(v_pth), jax.tree.leaves(variables)):
         np.testing.assert_array_equal(a, b)
 
     with pytest.raises(SystemExit, match="does not exist"):
-        script.main(["--model", "efficientnet_b0", "--checkpoint", str(tmp_path / "nope.pth")])
+        main(["--model", "efficientnet_b0", "--checkpoint", str(tmp_path / "nope.pth")])
     with pytest.raises(SystemExit, match="B0..B7"):
-        script.main(["--model", "vit_base", "--checkpoint", str(ckpt)])
+        main(["--model", "vit_base", "--checkpoint", str(ckpt)])
 
-    cfg = ml_collections.ConfigDict(
-        dict(
-            name="detector",
-            backbone="efficientnet_b0",
-            padding="symmetric",
-            fusion="early",
-            pretrained=str(out),
-        )
-    )
+    cfg = load_config("configs/late_supcon.py:early_fusion").model
+    cfg.backbone, cfg.pretrained = "efficientnet_b0", str(out)
     model = build_model(cfg)
     shapes = jax.eval_shape(model.init, {"params": jax.random.key(0)}, jnp.zeros((1, 32, 32, 3)))
     zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)

@@ -14,6 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from aird_jax.models.common import batch_norm
 from aird_jax.ops.dct import dct_highpass, rgb_to_gray
 
 Dtype = Any
@@ -30,9 +31,9 @@ def highpass_map(rgb01: jax.Array, cutoff: int) -> jax.Array:
 class FrequencyStream(nn.Module):
     """``[B, H, W, 1]`` DCT map -> ``[B, out_dim]`` spectral features."""
 
+    dropout: float
     channels: Sequence[int] = (64, 128, 256)
     out_dim: int = 256
-    dropout: float = 0.3
     axis_name: str | None = None
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
@@ -52,15 +53,8 @@ class FrequencyStream(nn.Module):
                 param_dtype=self.param_dtype,
                 name=f"conv{i}",
             )(x)
-            x = nn.BatchNorm(
-                use_running_average=not train,
-                momentum=0.9,
-                epsilon=1e-5,
-                axis_name=self.axis_name,
-                dtype=self.dtype,
-                param_dtype=self.param_dtype,
-                name=f"bn{i}",
-            )(x)
+            bn = batch_norm(f"bn{i}", self.axis_name, self.dtype, self.param_dtype)
+            x = bn(x, use_running_average=not train)
             x = nn.relu(x)
         x = jnp.mean(x, axis=(1, 2))
         x = nn.Dropout(self.dropout, deterministic=not train)(x)

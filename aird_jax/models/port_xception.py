@@ -30,7 +30,7 @@ import numpy as np
 from flax import traverse_util
 
 from aird_jax.models import port as _port
-from aird_jax.models.baselines import XceptionTrunk
+from aird_jax.models.baselines.xception import XceptionTrunk
 
 DEFAULT_SOURCE = "timm/legacy_xception.tf_in1k"
 DEFAULT_OUT = Path("data") / "weights" / "legacy_xception.msgpack"

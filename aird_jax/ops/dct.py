@@ -85,18 +85,16 @@ def block_idct(c: jax.Array, block: int = 8) -> jax.Array:
 def highpass_mask(cutoff: int, block: int = 8) -> np.ndarray:
     """``[block, block]`` mask: 0 where ``u < cutoff and v < cutoff`` else 1 (paper eq. 3).
 
-    ``cutoff=0`` keeps every coefficient, ``cutoff=block`` removes them all.
+    ``cutoff=0`` keeps every coefficient, ``cutoff=block`` removes them all. The formula is
+    total (it needs no range check); configs are held to integers in 0..8 once, by
+    ``aird_jax.models.validate_model_config`` (``model.dct_cutoff``).
     """
-    if isinstance(cutoff, bool) or not isinstance(cutoff, int | np.integer):
-        raise TypeError(f"cutoff must be an integer, got {cutoff!r}")
-    if not 0 <= cutoff <= block:
-        raise ValueError(f"cutoff must be in [0, {block}] for {block}x{block} blocks, got {cutoff}")
-    m = np.ones((block, block), dtype=np.float32)
-    m[:cutoff, :cutoff] = 0.0
-    return m
+    u = np.arange(block)
+    low = (u[:, None] < cutoff) & (u[None, :] < cutoff)
+    return np.where(low, 0.0, 1.0).astype(np.float32)
 
 
-def dct_highpass(gray: jax.Array, cutoff: int = 4, block: int = 8) -> jax.Array:
+def dct_highpass(gray: jax.Array, cutoff: int, block: int = 8) -> jax.Array:
     """Block DCT with the low-frequency ``cutoff x cutoff`` corner of every block zeroed.
 
     The filtered blocks stay in place, so the result is the single-channel map that the

@@ -1,0 +1,214 @@
+"""Depthwise 2-D convolution kernels (NHWC input, ``(k, k, 1, C)`` kernel) and conv padding rules.
+
+Two implementations over the same kernel: XLA's native grouped convolution (fast on GPU/TPU) and a
+sum of ``k * k`` shifted, strided slices (much faster on CPU, where XLA's grouped convolution and
+its gradient are slow). The shifted form has a custom VJP: d(input) is itself a shifted sum and
+d(kernel) a fused row loop (``_kernel_grad``), both typed for ``shard_map`` (``_match_vma``).
+``depthwise="auto"`` picks by backend at trace time.
+
+Padding: ``symmetric`` (PyTorch: pad ``(k - 1) // 2`` on each side) and ``same`` (TensorFlow: pad so
+that ``out = ceil(in / stride)``, extra pixel at the end).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+PADDINGS = ("symmetric", "same")
+DEPTHWISE_IMPLS = ("auto", "native", "shifted")
+
+
+def conv_padding(size: int, k: int, s: int, padding: str) -> tuple[int, int]:
+    """(before, after) padding of one spatial axis: ``symmetric`` (PyTorch) or ``same`` (TF)."""
+    if padding == "symmetric":
+        p = ((s - 1) + (k - 1)) // 2
+        return p, p
+    total = max((-(-size // s) - 1) * s + k - size, 0)
+    return total // 2, total - total // 2
+
+
+def resolve_depthwise(impl: str) -> str:
+    """``auto`` -> ``shifted`` on CPU (grouped conv is slow there), else ``native``."""
+    if impl not in DEPTHWISE_IMPLS:
+        raise ValueError(f"depthwise={impl!r}; choose from {DEPTHWISE_IMPLS}")
+    if impl == "auto":
+        return "shifted" if jax.default_backend() == "cpu" else "native"
+    return impl
+
+
+def _phases(xp: jax.Array, s: int) -> dict[tuple[int, int], jax.Array]:
+    """Polyphase split: ``xp[:, a::s, b::s]`` for each (a, b), so every tap is a stride-1 slice.
+
+    Strided slices inside XLA:CPU's fused loops are slow (~10x a stride-1 slice); splitting once
+    turns the k*k strided reads of a stride-2 conv into s*s strided copies plus stride-1 reads.
+    """
+    if s == 1:
+        return {(0, 0): xp}
+    b, hp, wp, c = xp.shape
+    return {
+        (a, e): lax.slice(xp, (0, a, e, 0), (b, hp, wp, c), (1, s, s, 1))
+        for a in range(s)
+        for e in range(s)
+    }
+
+
+def _taps(xp: jax.Array, k: int, s: int, ho: int, wo: int):
+    """The k*k strided windows of the padded input, one per kernel tap."""
+    phases = _phases(xp, s)
+    b, c = xp.shape[0], xp.shape[-1]
+    for i in range(k):
+        for j in range(k):
+            src, di, dj = phases[(i % s, j % s)], i // s, j // s
+            yield i, j, lax.slice(src, (0, di, dj, 0), (b, di + ho, dj + wo, c))
+
+
+def _shifted_sum(xp: jax.Array, w: jax.Array, s: int) -> jax.Array:
+    k = w.shape[0]
+    ho, wo = (xp.shape[1] - k) // s + 1, (xp.shape[2] - k) // s + 1
+    out = None
+    for i, j, tap in _taps(xp, k, s, ho, wo):
+        term = tap * w[i, j, 0]
+        out = term if out is None else out + term
+    return out
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _depthwise_shifted(xp: jax.Array, w: jax.Array, s: int) -> jax.Array:
+    """Depthwise conv of an already padded input as a sum of k*k shifted slices."""
+    return _shifted_sum(xp, w, s)
+
+
+def _depthwise_shifted_fwd(xp, w, s):
+    return _shifted_sum(xp, w, s), (xp, w)
+
+
+def _depthwise_shifted_bwd(s, res, g):
+    # Autodiff of the slices gives k*k padded copies of g that XLA:CPU does not fuse well (the
+    # backward ran ~10x the forward). Instead: d(input) is itself a stride-1 shifted sum over g,
+    # dilated by the stride and padded, with the kernel flipped; d(kernel) see _kernel_grad.
+    xp, w = res
+    k = w.shape[0]
+    hp, wp = xp.shape[1], xp.shape[2]
+    b, ho, wo, c = g.shape
+    zero = jnp.zeros((), g.dtype)
+    gp = lax.pad(
+        g,
+        zero,
+        (
+            (0, 0, 0),
+            (k - 1, hp - s * (ho - 1) - 1, s - 1),
+            (k - 1, wp - s * (wo - 1) - 1, s - 1),
+            (0, 0, 0),
+        ),
+    )
+    dxp = None
+    for i in range(k):
+        for j in range(k):
+            tap = lax.slice(
+                gp, (0, k - 1 - i, k - 1 - j, 0), (b, k - 1 - i + hp, k - 1 - j + wp, c)
+            )
+            term = tap * w[i, j, 0]
+            dxp = term if dxp is None else dxp + term
+    dw = _kernel_grad(xp, g, k, s).reshape(w.shape).astype(w.dtype)
+    return _match_vma(dxp, xp), _match_vma(dw, w)
+
+
+def _match_vma(ct: jax.Array, primal: jax.Array) -> jax.Array:
+    """Give a cotangent the varying-manual-axes type of its primal (inside shard_map).
+
+    A primal that is replicated over a mesh axis while the cotangent varies over it was
+    implicitly broadcast (pvary) in the forward pass; the transpose of that is a psum.
+    Outside shard_map both sets are empty and this is the identity.
+    """
+    extra = tuple(
+        sorted(
+            getattr(jax.typeof(ct), "vma", frozenset())
+            - getattr(jax.typeof(primal), "vma", frozenset())
+        )
+    )
+    return lax.psum(ct, extra) if extra else ct
+
+
+# Output rows (image, row) handled per loop iteration by ``_kernel_grad``: enough to amortise the
+# loop's per-iteration cost, few enough to keep the unrolled body (and compile time) small.
+_DW_ROWS_PER_STEP = 16
+
+
+def _kernel_grad(xp: jax.Array, g: jax.Array, k: int, s: int) -> jax.Array:
+    """d(kernel) of the shifted depthwise conv: ``[k * k, C]`` sums of ``tap * g`` over (b, h, w).
+
+    XLA:CPU's reductions over the leading axes run far below memory speed here, and one
+    ``sum(tap * g)`` per tap also materialises every tap (k*k full-size copies). Instead a loop
+    walks the output rows a few (image, row) pairs at a time and accumulates each tap's products
+    into a ``[Wo, C]`` row with plain element-wise adds (which XLA fuses and vectorises); only the
+    final sum over ``Wo`` is a reduction, on a tiny array.
+    """
+    b, ho, wo, c = g.shape
+    acc_dtype = jnp.promote_types(g.dtype, jnp.float32)
+    bu = max(d for d in range(1, min(b, _DW_ROWS_PER_STEP) + 1) if b % d == 0)
+    rows = min(-(-_DW_ROWS_PER_STEP // bu), ho)
+    nblk = -(-ho // rows)
+    hpad = nblk * rows
+    if hpad != ho:  # zero rows of g contribute nothing
+        g = jnp.pad(g, ((0, 0), (0, hpad - ho), (0, 0), (0, 0)))
+    reach = (k - 1) // s  # largest per-phase tap offset
+    span = rows + reach
+    phases = _phases(xp, s)
+    for key, src in phases.items():  # pad so that the padded rows' windows stay in range
+        if src.shape[1] < hpad + reach:
+            phases[key] = jnp.pad(src, ((0, 0), (0, hpad + reach - src.shape[1]), (0, 0), (0, 0)))
+
+    def body(it, acc):
+        b0 = (it // nblk) * bu
+        h0 = (it % nblk) * rows
+        win = {
+            key: lax.dynamic_slice(src, (b0, h0, 0, 0), (bu, span, src.shape[2], c)).astype(
+                acc_dtype
+            )
+            for key, src in phases.items()
+        }
+        gr = lax.dynamic_slice(g, (b0, h0, 0, 0), (bu, rows, wo, c)).astype(acc_dtype)
+        out = []
+        for i in range(k):
+            for j in range(k):
+                xr, di, dj = win[(i % s, j % s)], i // s, j // s
+                tot = acc[i * k + j]
+                for n in range(bu):
+                    for r in range(rows):
+                        row = lax.slice(xr, (n, r + di, dj, 0), (n + 1, r + di + 1, dj + wo, c))
+                        tot = tot + row.reshape(wo, c) * gr[n, r]
+                out.append(tot)
+        return tuple(out)
+
+    # The carry must have the loop body's type, including shard_map's varying axes: derive the
+    # zeros from g (a [Wo, C] slice of it) rather than from a fresh, replicated jnp.zeros.
+    zero = (g[0, 0] * 0).astype(acc_dtype)
+    init = tuple(zero for _ in range(k * k))
+    acc = lax.fori_loop(0, nblk * (b // bu), body, init)
+    return jnp.stack(acc).sum(axis=1)
+
+
+_depthwise_shifted.defvjp(_depthwise_shifted_fwd, _depthwise_shifted_bwd)
+
+
+def depthwise_conv(
+    x: jax.Array, kernel: jax.Array, stride: int, padding: str, impl: str = "auto"
+) -> jax.Array:
+    """Depthwise 2-D convolution, NHWC input, ``(k, k, 1, C)`` kernel, both impls share params."""
+    k = kernel.shape[0]
+    ph = conv_padding(x.shape[1], k, stride, padding)
+    pw = conv_padding(x.shape[2], k, stride, padding)
+    if resolve_depthwise(impl) == "native":
+        return lax.conv_general_dilated(
+            x,
+            kernel,
+            (stride, stride),
+            (ph, pw),
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            feature_group_count=x.shape[-1],
+        )
+    return _depthwise_shifted(jnp.pad(x, ((0, 0), ph, pw, (0, 0))), kernel, stride)
