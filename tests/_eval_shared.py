@@ -15,13 +15,20 @@ import sys
 import tempfile
 from pathlib import Path
 
+from aird_jax.experiments.reproduce import Options, reproduce
+from aird_jax.experiments.runs import OURS, ensure_trained
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
 @functools.cache
 def load_script(name: str):
-    """Import scripts/<name>.py as a module (scripts/ is not a package)."""
+    """Import scripts/<name>.py as a module (scripts/ is not a package).
+
+    Only test_evaluate.py still uses this (for scripts/evaluate.py); the reproduction harness is
+    imported from the package (aird_jax.experiments). Remove once nothing calls it.
+    """
     spec = importlib.util.spec_from_file_location(
         f"_aird_script_{name}", ROOT / "scripts" / f"{name}.py"
     )
@@ -41,15 +48,13 @@ def results_dir() -> Path:
 @functools.cache
 def smoke_table(n: int) -> dict:
     """reproduce --table n --smoke --seeds 0 into the shared results folder (once)."""
-    rep = load_script("reproduce")
-    opts = rep.Options(results=results_dir(), seeds=(0,), smoke=True)
+    opts = Options(results=results_dir(), seeds=(0,), smoke=True)
     log: list[str] = []
-    out = rep.reproduce(n, opts, log=log.append)
+    out = reproduce(n, opts, log=log.append)
     return {**out, "log": log, "opts": opts}
 
 
 def tiny_run_dir() -> Path:
     """The smoke run of the full method (late fusion + SupCon), seed 0: trained on demand."""
-    rep = load_script("reproduce")
-    opts = rep.Options(results=results_dir(), seeds=(0,), smoke=True)
-    return rep.ensure_trained(rep.OURS, 0, opts, log=lambda s: None)
+    opts = Options(results=results_dir(), seeds=(0,), smoke=True)
+    return ensure_trained(OURS, 0, opts, log=lambda s: None)

@@ -1,4 +1,4 @@
-"""The reproduction harness (scripts/reproduce.py).
+"""The reproduction harness (aird_jax/experiments; scripts/reproduce.py is its CLI).
 
 Two layers, to stay inside the CPU test budget (a tiny smoke training costs ~30-60 s of XLA
 compilation, and Tables I-V need 11 distinct models):
@@ -27,12 +27,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _eval_shared import load_script, results_dir, smoke_table
+from _eval_shared import results_dir, smoke_table
 from sklearn.metrics import roc_auc_score
 
-from aird_jax import paper_tables
+from aird_jax.experiments import paper_tables, preflight, reproduce, runs, tables
+from aird_jax.experiments.reproduce import Options, ReproduceError
+from aird_jax.experiments.runs import OURS, ensure_trained, run_config
 
-rep = load_script("reproduce")
 SEEDS = (0, 1, 2)
 
 
@@ -44,7 +45,7 @@ def _rows(path) -> dict[tuple[str, str], dict]:
 def _check_complete(n: int, md_path: Path, csv_path: Path) -> dict[tuple[str, str], dict]:
     """Every paper row/column present with the paper's figure; ours finite or explained."""
     md, rows = md_path.read_text(), _rows(csv_path)
-    expected = rep.paper_rows(n) if n != 6 else paper_tables.TABLE_VI.rows
+    expected = tables.paper_rows(n) if n != 6 else paper_tables.TABLE_VI.rows
     for row, cols in expected.items():
         assert f"| {row} |" in md, f"row {row!r} missing from table{n}.md"
         for col, val in cols.items():
@@ -105,8 +106,9 @@ FAKE_REGISTRY = {"detector", "mesonet"}  # Xception & co. unregistered: "not imp
 
 def _fake_reproduce(n, opts):
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(rep, "registered_models", lambda: FAKE_REGISTRY)
-        return rep.reproduce(n, opts, log=lambda s: None)
+        for module in (runs, tables):  # what is built, and what counts as implemented
+            mp.setattr(module, "registered_models", lambda: sorted(FAKE_REGISTRY))
+        return reproduce.reproduce(n, opts, log=lambda s: None)
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +129,7 @@ def fake_tables(tmp_path_factory):
         return {"stand_in": True}
 
     res = tmp_path_factory.mktemp("fake_results")
-    opts = rep.Options(
+    opts = Options(
         results=res, seeds=SEEDS, smoke=True, trainer=trainer, evaluator_cls=FakeEvaluator
     )
     out = {n: _fake_reproduce(n, opts) for n in (1, 2, 3, 4, 5)}
@@ -242,17 +244,17 @@ def test_second_run_reuses_and_reproduces(fake_tables):
 def test_smoke_table5_end_to_end():
     out = smoke_table(5)
     rows = _check_complete(5, out["md"], out["csv"])
-    registry = rep.registered_models()
+    registry = tables.registered_models()
     xc = (
         "ok"
-        if rep.BASELINES["Xception"].model_for(True, registry) in registry
+        if runs.BASELINES["Xception"].model_for(True, registry) in registry
         else ("not implemented")
     )
-    assert {rows[(r, "Xception")]["status"] for r in rep.DEGRADATION_ROWS} == {xc}
-    assert {rows[(r, "Ours")]["status"] for r in rep.DEGRADATION_ROWS} == {"ok"}
+    assert {rows[(r, "Xception")]["status"] for r in tables.DEGRADATION_ROWS} == {xc}
+    assert {rows[(r, "Ours")]["status"] for r in tables.DEGRADATION_ROWS} == {"ok"}
     # Each figure traces to the per-frame scores saved by the evaluation (sklearn recomputes).
     ev_dir = results_dir() / "runs" / "late_supcon_seed0" / "eval"
-    for row, deg in rep.DEGRADATION_ROWS.items():
+    for row, deg in tables.DEGRADATION_ROWS.items():
         (res,) = [
             j
             for j in map(lambda p: json.loads(p.read_text()), ev_dir.glob("*.json"))
@@ -271,7 +273,7 @@ def test_smoke_table5_end_to_end():
             abs=1e-4,
         )
     # Degradations really change the input: not every degraded AUC equals the clean one.
-    aucs = {rows[(r, "Ours")]["ours_frame_mean"] for r in rep.DEGRADATION_ROWS}
+    aucs = {rows[(r, "Ours")]["ours_frame_mean"] for r in tables.DEGRADATION_ROWS}
     assert len(aucs) > 1
 
 
@@ -280,7 +282,7 @@ def test_smoke_second_run_reevaluates_without_training(capsys):
     ckpts = [p for p in (results_dir() / "runs").glob("*/checkpoints/**/*") if p.is_file()]
     mtimes = {p: os.stat(p).st_mtime_ns for p in ckpts}
     assert mtimes, "no checkpoint files found"
-    rc = rep.main(
+    rc = reproduce.main(
         ["--table", "5", "--smoke", "--results", str(results_dir()), "--seeds", "0", "--reevaluate"]
     )
     assert rc == 0
@@ -301,7 +303,7 @@ def test_table6_measured():
 
     from aird_jax.models import build_model
 
-    cfg = rep.run_config(rep.OURS, 0, smoke=True)
+    cfg = run_config(OURS, 0, smoke=True)
     model = build_model(cfg.model)
     s = int(cfg.data.image_size)
     shapes = jax.eval_shape(
@@ -322,22 +324,22 @@ def test_table6_measured():
 
 # ---------------------------------------------------------------------------- bad input
 def test_run_with_other_config_is_refused():
-    opts = rep.Options(results=results_dir(), seeds=(0,), smoke=True)
-    wd = rep.ensure_trained(rep.OURS, 0, opts, log=lambda s: None)
+    opts = Options(results=results_dir(), seeds=(0,), smoke=True)
+    wd = ensure_trained(OURS, 0, opts, log=lambda s: None)
     marker = json.loads((wd / "reproduce_run.json").read_text())
-    other = rep.Options(
+    other = Options(
         results=results_dir(),
         seeds=(0,),
         smoke=True,
         overrides=(("optim.lr", marker["config"]["optim"]["lr"] * 2),),
     )
-    with pytest.raises(rep.ReproduceError, match="different config"):
-        rep.ensure_trained(rep.OURS, 0, other, log=lambda s: None)
+    with pytest.raises(ReproduceError, match="different config"):
+        ensure_trained(OURS, 0, other, log=lambda s: None)
 
 
 def test_missing_real_dataset_is_explained(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("AIRD_DATA_DIR", str(tmp_path / "data"))
-    rc = rep.main(["--table", "3", "--results", str(tmp_path / "res"), "--seeds", "0"])
+    rc = reproduce.main(["--table", "3", "--results", str(tmp_path / "res"), "--seeds", "0"])
     err = capsys.readouterr().err
     assert rc == 2
     assert "ffpp" in err and "data/README.md" in err and "--smoke" in err
@@ -345,11 +347,11 @@ def test_missing_real_dataset_is_explained(tmp_path, capsys, monkeypatch):
 
 
 def test_missing_pretrained_weights_are_explained(tmp_path):
-    opts = rep.Options(
+    opts = Options(
         results=tmp_path,
         seeds=(0,),
         smoke=False,
         overrides=(("model.pretrained", str(tmp_path / "nope.msgpack")),),
     )
-    with pytest.raises(rep.ReproduceError, match="port"):
-        rep.check_pretrained([rep.OURS], opts, 1)
+    with pytest.raises(ReproduceError, match="port"):
+        preflight.check_pretrained([OURS], opts, 1)

@@ -7,8 +7,9 @@ Section V (Tables I-VI), V-B text (DFDC Preview / DeeperForensics), V-F text (FP
 WARNING -- THESE FIGURES ARE NOT TRUSTWORTHY. The author's public repository shows the
 Celeb-DF AUC of the full model edited from 84.7 to 95.4 without a new run, and the paper is not
 self-consistent: Table IV's cutoff-4 row ("ours") gives Celeb-DF AUC 84.7 while Tables II, III and
-V give 95.4 for the same model. They are kept here only so that ``scripts/reproduce.py`` can
-print them BESIDE the numbers we measure -- never in place of them, and never as a test oracle.
+V give 95.4 for the same model. They are kept here only so that the reproduction harness
+(``aird_jax/experiments/tables.py``) can print them BESIDE the numbers we measure -- never in
+place of them, and never as a test oracle.
 """
 
 from __future__ import annotations

@@ -1,0 +1,131 @@
+"""The shared pieces of aird_jax/experiments: table writer, seed statistics, LOMO table, CLIs.
+
+Expected files are written out here by hand (not produced by the code under test).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aird_jax.experiments import lomo
+from aird_jax.experiments.stats import bootstrap_auc_ci, fmt_mean_std, mean_std
+from aird_jax.experiments.table_writer import csv_num, markdown_table, write_table_files
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_write_table_files_markdown_and_csv(tmp_path):
+    md, csv_path = write_table_files(
+        tmp_path / "sub" / "t1",
+        ["# Title", "", "a note"],
+        ["Row", "Value"],
+        [["a", "1.0 ± 0.5"], ["b, c", "—"]],
+        ["row", "value", "status"],
+        [["a", 1.0, "ok"], ["b, c", "", "n/a"]],
+    )
+    assert (md, csv_path) == (tmp_path / "sub" / "t1.md", tmp_path / "sub" / "t1.csv")
+    assert md.read_text() == (
+        "# Title\n\na note\n| Row | Value |\n|---|---|\n| a | 1.0 ± 0.5 |\n| b, c | — |\n"
+    )
+    # csv quoting of the comma, \r\n line ends (the csv module's default dialect)
+    assert csv_path.read_bytes() == b'row,value,status\r\na,1.0,ok\r\n"b, c",,n/a\r\n'
+
+
+def test_markdown_table_without_rows():
+    assert markdown_table(["A", "B", "C"], []) == ["| A | B | C |", "|---|---|---|"]
+
+
+def test_csv_num():
+    assert csv_num(1 / 3) == "0.333333"
+    assert csv_num(None) == "" and csv_num(float("nan")) == ""
+    assert csv_num(2.5, digits=1) == "2.5"
+
+
+def test_mean_std_over_seeds():
+    assert mean_std([1.0, 2.0, 6.0]) == pytest.approx((3.0, np.sqrt(7.0)))  # ddof 1
+    m, s = mean_std([4.0])
+    assert m == 4.0 and np.isnan(s)
+    assert all(np.isnan(v) for v in mean_std([]))
+    assert fmt_mean_std([1.0, 2.0, 6.0]) == "3.0 ± 2.6"
+    assert fmt_mean_std([91.25], digits=2) == "91.25"
+    assert fmt_mean_std([1.0, float("nan")]) == "nan"
+    assert fmt_mean_std([]) == "nan"
+
+
+def test_bootstrap_auc_ci():
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    # separable: every stratified resample keeps AUC 100
+    assert bootstrap_auc_ci(labels, np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9]), n=50) == (
+        100.0,
+        100.0,
+    )
+    rng = np.random.default_rng(1)
+    y = np.repeat([0, 1], 200)
+    s = rng.normal(size=400) + y
+    lo, hi = bootstrap_auc_ci(y, s, n=200)
+    assert lo < hi and lo < 76.0 < hi  # AUC of a unit shift ~ Phi(1/sqrt 2) = 76%
+    assert (lo, hi) == bootstrap_auc_ci(y, s, n=200)  # seeded: same interval again
+
+
+def test_lomo_table(tmp_path):
+    one = {
+        "variant": "late_supcon", "seeds": [0], "seen_auc": [91.25], "heldout_auc": [70.5],
+        "seen_eer": [8.0], "heldout_eer": [30.0], "seen_acc": [90.0], "heldout_acc": [65.0],
+        "n_seen": ["100 (50 fake)"], "n_heldout": ["60 (30 fake)"], "val_auc": [93.0],
+        "step": [120], "train_s": [33.3], "seen_ci": [(89.0, 93.14)], "heldout_ci": [(65.2, 75.0)],
+    }  # fmt: skip
+    two = {
+        "variant": "rgb_only", "seeds": [0, 1], "seen_auc": [90.0, 92.0],
+        "heldout_auc": [70.0, 71.0], "seen_eer": [8.0, 9.0], "heldout_eer": [30.0, 31.0],
+        "seen_acc": [90.0, 91.0], "heldout_acc": [65.0, 66.0], "n_seen": ["10 (5 fake)"] * 2,
+        "n_heldout": ["6 (3 fake)"] * 2, "val_auc": [93.0, 94.0], "step": [120, 150],
+        "train_s": [33.3, 40.6], "seen_ci": [(1.0, 2.0)] * 2, "heldout_ci": [(3.0, 4.0)] * 2,
+    }  # fmt: skip
+    md, csv_path = lomo.write_tables(tmp_path, "NT", ["DF", "F2F"], [one, two], "NOTE")
+    assert md == tmp_path / "NT.md" and csv_path == tmp_path / "NT.csv"
+    lines = md.read_text().splitlines()
+    assert lines[:4] == [
+        "# Leave-one-method-out: held out NT (trained on real + DF+F2F)",
+        "",
+        "NOTE",
+        "",
+    ]
+    assert lines[6:] == [
+        "| Variant | Seen methods test AUC (DF+F2F + real) | Held-out test AUC (NT + real) | Drop "
+        "| Seeds | Best step | Train time (s) |",
+        "|---|---|---|---|---|---|---|",
+        # one seed: the bootstrap interval; drop = 70.5 - 91.25
+        "| late_supcon | 91.2 [89.0, 93.1] | 70.5 [65.2, 75.0] | -20.8 | 0 | 120 | 33 |",
+        # two seeds: mean ± sample std; drops -20 and -21 -> -20.5 ± 0.7
+        "| rgb_only | 91.0 ± 1.4 | 70.5 ± 0.7 | -20.5 ± 0.7 | 0,1 | 120,150 | 33,41 |",
+    ]
+    rows = csv_path.read_text().splitlines()
+    assert len(rows) == 4  # header + one line per seed
+    assert rows[1] == (
+        "NT,late_supcon,0,DF+F2F,91.2500,70.5000,89.00-93.14,65.20-75.00,8.0000,30.0000,"
+        "90.0000,65.0000,100 (50 fake),60 (30 fake),93.0000,120,33.3"
+    )
+    assert rows[3].startswith("NT,rgb_only,1,DF+F2F,92.0000,71.0000,")
+
+
+def _run(args: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_clis_run_from_a_checkout(tmp_path):
+    """The scripts and ``python -m`` reach the package without sys.path edits."""
+    r = _run(["scripts/leave_one_method_out.py", "--faces", str(tmp_path), "--holdout", "NT"])
+    assert r.returncode == 2 and "must hold real/ and fake/<method>/" in r.stderr, r.stderr
+    r = _run(["-m", "aird_jax.experiments.reproduce", "--help"])
+    assert r.returncode == 0 and "--table" in r.stdout and "--smoke" in r.stdout, r.stderr
+    r = _run(["scripts/reproduce.py", "--table", "3", "--seeds", "0", "0"])
+    assert r.returncode == 2 and "--seeds has duplicates" in r.stderr, r.stderr
