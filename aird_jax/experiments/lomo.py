@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from aird_jax import evaluate as ev
-from aird_jax.data import pipeline
+from aird_jax.config import load_config
+from aird_jax.data import index
 from aird_jax.experiments.cached_eval import cached_evaluation
 from aird_jax.experiments.runs import (
     MARKER,
@@ -129,8 +130,10 @@ def _private_data_root(faces: Path, results: Path) -> Path:
 
 def face_folder_methods(faces: Path, data_root: Path) -> list[str]:
     """The fake methods of the face folder ``faces`` (built under ``data_root``)."""
-    probe = {"name": "face_folder", "root": str(data_root), "manual_dir": str(faces)}
-    return pipeline.dataset_methods(pipeline._builder_for(probe))
+    probe = load_config("configs/late_supcon.py").data
+    probe.name, probe.config = "face_folder", ""
+    probe.root, probe.manual_dir = str(data_root), str(faces)
+    return index.dataset_methods(index.prepared_builder(probe))
 
 
 def _train_seconds(workdir: Path, t0: float) -> float:
