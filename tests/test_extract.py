@@ -201,3 +201,17 @@ def test_workers_die_with_a_killed_parent(tmp_path):
         for p in descendants:  # only the processes this test started
             if _alive(p):
                 p.kill()
+
+
+def test_script_bad_input_is_one_error_line(tmp_path):
+    """scripts/extract_faces.py on a missing folder: exit 2, one ``error:`` line naming it."""
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, str(root / "scripts" / "extract_faces.py")]
+    cmd += ["--videos", str(tmp_path / "nope"), "--out", str(tmp_path / "out"), "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    env.pop("AIRD_VERBOSE", None)
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: Video folder"), r.stderr
+    assert str(tmp_path / "nope") in lines[0] and "Traceback" not in r.stderr
