@@ -258,3 +258,35 @@ def test_face_folder_video_ids_for_frame_folders(tmp_path):
         method = "real" if parts[0] == "real" else parts[1]
         expected.add((f"{method}/{parts[-2]}", int(Path(rel).stem)))
     assert got == expected
+
+
+def test_corrupt_record_of_an_old_build_is_named_when_read(tmp_path, monkeypatch):
+    """A build made before the decode check (simulated: the check switched off) still holds a
+    corrupt image; reading it names the record's video and the way out, not just a size."""
+    from aird_jax.data import pipeline
+    from aird_jax.data.builders import base
+    from aird_jax.data.preprocess import ImageDecodeError
+
+    top = tmp_path / "faces"
+    _tree(top / "train", ["real/a.png", "real/b.png", "fake/X/c.png"], 9)
+    _tree(top / "test", ["real/d.png", "fake/X/e.png"], 10)
+    for split in ("train", "test"):
+        (top / split / "fake/X/bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(3000))
+    monkeypatch.setattr(base, "decode_image", lambda data: None)
+    cfg = data_config(
+        name="face_folder",
+        config="",
+        root=str(tmp_path / "root"),
+        manual_dir=str(top),
+        frames_per_video=0,
+        max_examples=0,
+        balance=False,
+        workers=0,
+    )
+    assert pipeline.num_examples(cfg, "train") == 4  # the corrupt file got in
+    monkeypatch.undo()
+    with pytest.raises(ImageDecodeError, match=r"X/bad.*delete that build folder") as e:
+        next(iter(pipeline.train_loader(cfg, seed=0, batch_size=4)))
+    assert "'train'" in str(e.value)
+    with pytest.raises(ImageDecodeError, match=r"X/bad.*'test'"):
+        list(pipeline.eval_loader(cfg, "test", batch_size=3))
