@@ -20,14 +20,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
+from aird_jax import cli
 from aird_jax.data.builders import default_root
 from aird_jax.data.extract import extract_dataset
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument(
         "--videos", required=True, help="dataset folder holding the videos (searched recursively)"
@@ -50,29 +50,36 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--limit", type=int, default=0, help="only the first N videos (smoke runs)")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--verbose", action="store_true", help="tracebacks on errors")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Bad input (missing folder, other settings in --out) ends in one ``error:`` line."""
+    ap = _parser()
     args = ap.parse_args(argv)
+    return cli.run(lambda: _extract(ap, args), argv)
+
+
+def _extract(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
     if not args.dataset and not args.out:
         ap.error("give --dataset NAME (output <root>/faces/NAME) or --out FOLDER")
     root = Path(args.root) if args.root else default_root()
     out = Path(args.out) if args.out else root / "faces" / args.dataset
-    try:
-        summary = extract_dataset(
-            args.videos,
-            out,
-            frames=args.frames,
-            workers=args.workers,
-            image_size=args.image_size,
-            margin=args.margin,
-            threshold=args.threshold,
-            min_face_size=args.min_face_size,
-            retry_failed=args.retry_failed,
-            limit=args.limit,
-            progress=not args.no_progress,
-        )
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    summary = extract_dataset(
+        args.videos,
+        out,
+        frames=args.frames,
+        workers=args.workers,
+        image_size=args.image_size,
+        margin=args.margin,
+        threshold=args.threshold,
+        min_face_size=args.min_face_size,
+        retry_failed=args.retry_failed,
+        limit=args.limit,
+        progress=not args.no_progress,
+    )
     short = {k: v for k, v in summary.items() if k not in ("failed_videos", "no_face_videos")}
     print(json.dumps(short, indent=2))
     for key in ("failed_videos", "no_face_videos"):

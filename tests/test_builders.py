@@ -41,6 +41,11 @@ def _read(builder, split: str) -> list[dict]:
     return out
 
 
+def _assert_no_doubled_prefix(video_id: str) -> None:
+    parts = video_id.split("/")
+    assert len(parts) < 2 or parts[0] != parts[1], video_id
+
+
 def _shared(rel: str) -> Path:
     p = SHARED / rel
     if not p.exists():
@@ -119,18 +124,25 @@ def test_celeb_df_test_list_one_means_real(tmp_path):
         flag, rel = ln.split(" ", 1)
         key = rel.strip()[: -len(".mp4")]
         _video(faces / key, [0, 1], i)
-        expected_test[key] = 1 - int(flag)  # file: 1 = real; project: 0 = real
+        # file: 1 = real; project: 0 = real. video_id = <method>/<video>: reals get the method
+        # "real" in front of their folder; a fake's key already starts with its method
+        # (Celeb-synthesis/...), which is not doubled.
+        vid = f"real/{key}" if flag == "1" else key
+        expected_test[vid] = 1 - int(flag)
     _video(faces / "Celeb-real/id98_0001", [0], 50)  # training-only videos
     _video(faces / "Celeb-synthesis/id98_id99_0001", [0], 51)
     b = get_builder_class("celeb_df_v2")(
         data_dir=tmp_path / "tfds", manual_dir=manual, faces_dir=faces
     )
     b.download_and_prepare()
-    test = {r["video_id"].split("/", 1)[1]: int(r["label"]) for r in _read(b, "test")}
+    test = {r["video_id"]: int(r["label"]) for r in _read(b, "test")}
     assert test == expected_test
     assert sorted(expected_test.values()) == [0, 0, 1, 1]
-    train = {r["video_id"].split("/", 1)[1]: int(r["label"]) for r in _read(b, "train")}
-    assert train == {"Celeb-real/id98_0001": 0, "Celeb-synthesis/id98_id99_0001": 1}
+    train = {r["video_id"]: int(r["label"]) for r in _read(b, "train")}
+    assert train == {"real/Celeb-real/id98_0001": 0, "Celeb-synthesis/id98_id99_0001": 1}
+    for r in _read(b, "test") + _read(b, "train"):
+        assert r["video_id"].startswith(r["method"] + "/")
+        _assert_no_doubled_prefix(r["video_id"])
 
 
 def test_dfdc_preview_set_field(tmp_path):
@@ -151,8 +163,9 @@ def test_dfdc_preview_set_field(tmp_path):
     )
     b.download_and_prepare()
     got = {s: {(r["video_id"], int(r["label"])) for r in _read(b, s)} for s in ("train", "test")}
-    assert got["train"] == {("real/original_videos/1/1_A/a", 0), ("method_A/method_A/1/1_A/b", 1)}
-    assert got["test"] == {("method_B/method_B/2/2_B/c", 1), ("real/original_videos/2/2_B/d", 0)}
+    # video_id = <method>/<video>; a fake's path key already starts with its method folder.
+    assert got["train"] == {("real/original_videos/1/1_A/a", 0), ("method_A/1/1_A/b", 1)}
+    assert got["test"] == {("method_B/2/2_B/c", 1), ("real/original_videos/2/2_B/d", 0)}
 
 
 def test_deeper_forensics_pairs_fakes_with_ffpp_reals(tmp_path):

@@ -7,6 +7,11 @@ The robustness checks use videos the test writes; one real FF++ sample video fro
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -35,7 +40,6 @@ def _write_video(path: Path, frames: list[np.ndarray], fps: int = 25) -> None:
     for f in frames:
         writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
     writer.release()
-
 
 
 def test_face_relpath_layout():
@@ -130,3 +134,84 @@ def test_corrupt_stream_is_recorded_not_fatal(tmp_path, extractor):
 def test_missing_folder_message(tmp_path):
     with pytest.raises(FileNotFoundError, match="data/README.md"):
         extract_dataset(tmp_path / "nope", tmp_path / "out", progress=False)
+
+
+def _alive(p) -> bool:
+    import psutil
+
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _pngs(folder: Path) -> set[Path]:
+    return set(folder.rglob("*.png"))
+
+
+def test_workers_die_with_a_killed_parent(tmp_path):
+    """kill -9 of scripts/extract_faces.py must not leave its workers writing PNGs that no
+    manifest line records. With the real sample video the frames hold a face (PNGs are written
+    while it runs); without it, noise frames (the process check alone)."""
+    psutil = pytest.importorskip("psutil")
+    if VIDEOS.is_dir():
+        face = next(iter(dict(read_frames(VIDEOS / SAMPLE_FAKE, 1)).values()))
+        base = cv2.resize(face, (face.shape[1] // 2, face.shape[0] // 2))
+    else:
+        base = np.random.default_rng(1).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    videos, out = tmp_path / "videos", tmp_path / "faces"
+    videos.mkdir()
+    rng = np.random.default_rng(0)
+    for v in range(4):  # 120 frames each: several seconds of work per video and worker
+        noise = [rng.integers(-3, 4, base.shape) for _ in range(120)]
+        _write_video(
+            videos / f"v{v}.mp4", [np.clip(base + n, 0, 255).astype(np.uint8) for n in noise]
+        )
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, str(root / "scripts" / "extract_faces.py"), "--videos", str(videos)]
+    cmd += ["--out", str(out), "--workers", "2", "--frames", "0", "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    descendants: list = []
+    try:
+        parent = psutil.Process(proc.pid)
+        deadline, started = time.monotonic() + 120, None
+        # Wait until both workers run and are mid-video (a face written, or 4 s after start).
+        while time.monotonic() < deadline and proc.poll() is None:
+            workers = [c for c in parent.children() if "spawn_main" in " ".join(c.cmdline())]
+            if len(workers) == 2:
+                started = started or time.monotonic()
+                if VIDEOS.is_dir() and _pngs(out) or time.monotonic() - started > 4:
+                    break
+            time.sleep(0.1)
+        assert started and proc.poll() is None, "the extraction did not get going"
+        descendants = parent.children(recursive=True)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        time.sleep(2.0)
+        survivors = [p.pid for p in descendants if _alive(p)]
+        assert not survivors, f"worker processes outlived the killed parent: {survivors}"
+        before = _pngs(out)
+        time.sleep(1.0)
+        assert _pngs(out) == before  # nothing is written after the kill
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for p in descendants:  # only the processes this test started
+            if _alive(p):
+                p.kill()
+
+
+def test_script_bad_input_is_one_error_line(tmp_path):
+    """scripts/extract_faces.py on a missing folder: exit 2, one ``error:`` line naming it."""
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, str(root / "scripts" / "extract_faces.py")]
+    cmd += ["--videos", str(tmp_path / "nope"), "--out", str(tmp_path / "out"), "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    env.pop("AIRD_VERBOSE", None)
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: Video folder"), r.stderr
+    assert str(tmp_path / "nope") in lines[0] and "Traceback" not in r.stderr

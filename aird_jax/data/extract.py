@@ -15,14 +15,21 @@ manifest (keyed by "video", the input-relative path) rather than re-walk the fol
 
 Resumable: videos already in the manifest are skipped; each finished video appends one line,
 written by the parent process only after the worker has written all its PNGs, so an interrupted
-run loses at most the videos in flight.
+run loses at most the videos in flight. Worker processes die with the parent (kill -9 included:
+``PR_SET_PDEATHSIG`` on Linux, and a watcher thread polling ``os.getppid()`` everywhere), so no
+worker goes on writing PNGs that no manifest line will ever record.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import multiprocessing as mp
 import os
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,9 +162,36 @@ def read_manifest(out_dir: str | os.PathLike) -> dict[str, dict]:
 
 # ------------------------------------------------------------------------------ workers
 _WORKER: dict = {}
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_WATCH_S = 0.2  # how often a worker checks that its parent is alive
 
 
-def _worker_init(settings: dict, videos_dir: str, out_dir: str) -> None:
+def _watch_parent(parent_pid: int) -> None:
+    while True:
+        if os.getppid() != parent_pid:  # reparented: the parent is gone
+            os._exit(1)
+        time.sleep(_WATCH_S)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Make this worker exit as soon as the parent process dies, even by SIGKILL (which skips
+    the pool's clean-up): otherwise it would finish its video, writing PNGs that the manifest
+    (written by the parent) never records. Linux: the kernel sends SIGKILL on the parent's
+    death (``prctl(PR_SET_PDEATHSIG)``); everywhere: a daemon thread polls ``os.getppid()``."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # no libc/prctl: the watcher thread still works
+            pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+
+
+def _worker_init(settings: dict, videos_dir: str, out_dir: str, parent_pid: int = 0) -> None:
+    if parent_pid:
+        _die_with_parent(parent_pid)
     cv2.setNumThreads(1)  # one core per worker; parallelism is across videos
     _WORKER["extractor"] = FaceExtractor(
         image_size=settings["image_size"],
@@ -266,6 +300,7 @@ def _records(todo: list[str], init_args: tuple, workers: int):
     elif todo:
         # spawn: a clean interpreter per worker (no forked OpenCV/thread state).
         ctx = mp.get_context("spawn")
+        init_args = (*init_args, os.getpid())  # workers die with this process
         with ctx.Pool(workers, initializer=_worker_init, initargs=init_args) as pool:
             yield from pool.imap_unordered(_worker_run, todo, chunksize=1)
 

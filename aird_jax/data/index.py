@@ -50,24 +50,34 @@ def data_root(data_cfg) -> Path:
     return Path(data_cfg.root).expanduser() if data_cfg.root else default_root()
 
 
-def _location(data_cfg) -> tuple[str, str, str, str, str]:
-    """(name, config, tfds dir, manual dir, faces dir) with every default resolved to an
-    absolute path: what identifies a build, so the cache key of ``prepared_builder``."""
+Location = tuple[str, str, str, str, str, str]
+
+
+def _location(data_cfg) -> Location:
+    """(name, config, tfds dir, manual dir, faces dir, source key) with every default resolved
+    to an absolute path: what identifies a build, so the cache key of ``prepared_builder``. The
+    source key is the builder's :meth:`~AirdBuilder.source_key` (face_folder: the content
+    fingerprint of its folder), so a changed folder is seen within one process too."""
     name = data_cfg.name
+    cls = get_builder_class(name)
     root = data_root(data_cfg)
     # `faces_dir` is newer than some saved runs: .get keeps their config.json loadable.
     faces = data_cfg.get("faces_dir", "") or root / "faces" / name
     manual = data_cfg.manual_dir or root / "manual" / name
-    paths = (root / "tfds", manual, faces)
-    return (name, data_cfg.config or "", *(os.path.abspath(p) for p in paths))
+    root, manual, faces = (os.path.abspath(p) for p in (root / "tfds", manual, faces))
+    source = cls.source_key(Path(manual), Path(faces))
+    return (name, data_cfg.config or "", root, manual, faces, source)
 
 
-def _make_builder(name: str, config: str, data_dir: str, manual_dir: str, faces_dir: str):
+def _make_builder(
+    name: str, config: str, data_dir: str, manual_dir: str, faces_dir: str, source: str = ""
+):
     return get_builder_class(name)(
         config=config or None,
         data_dir=Path(data_dir),
         manual_dir=Path(manual_dir),
         faces_dir=Path(faces_dir),
+        source_fingerprint=source or None,
     )
 
 
@@ -96,7 +106,7 @@ def ensure_built(builder: AirdBuilder) -> AirdBuilder:
 
 
 @functools.lru_cache(maxsize=16)
-def _prepared(location: tuple[str, str, str, str, str]) -> AirdBuilder:
+def _prepared(location: Location) -> AirdBuilder:
     ensure_built(_make_builder(*location))
     # A fresh instance reads the DatasetInfo from disk, also when another process built it.
     return _make_builder(*location)
@@ -104,7 +114,8 @@ def _prepared(location: tuple[str, str, str, str, str]) -> AirdBuilder:
 
 def prepared_builder(data_cfg) -> AirdBuilder:
     """The configured builder, built on first use; cached per resolved location (name, config,
-    tfds/manual/faces folders after defaults), so changing ``$AIRD_DATA_DIR`` is seen."""
+    tfds/manual/faces folders after defaults, source fingerprint), so changing
+    ``$AIRD_DATA_DIR`` or the content of a face folder is seen."""
     return _prepared(_location(data_cfg))
 
 

@@ -129,21 +129,44 @@ class _TrainSource(grain.RandomAccessDataSource):
             keys.append((self._seed, epoch, g))
             recs.append(int(self._indices[self._order(epoch)[g]]))
         return [
-            {"image": r["image"], "label": int(r["label"]), "key": k}
-            for k, r in zip(keys, index.read_many(self._source, recs))
+            {"image": r["image"], "label": int(r["label"]), "key": k, "where": _where(r, i)}
+            for k, i, r in zip(keys, recs, index.read_many(self._source, recs))
         ]
 
     def __repr__(self) -> str:  # grain logs this; keep it short
         return f"_TrainSource(n={len(self._indices)}, seed={self._seed}, balance={self._balance})"
 
 
+def _build_name(builder, split: str) -> str:
+    return f"split {split!r} of {builder.name!r} in {builder.data_dir}"
+
+
+def _where(record: dict, position: int) -> str:
+    """A record's identity for error messages (video id, frame, position in the split)."""
+    vid = index.to_str(record.get("video_id", ""))
+    return f"record {position} ({vid}, frame {int(record.get('frame_index', 0))})"
+
+
+def _decode(data: bytes, where: str, build: str) -> np.ndarray:
+    """Decode one record's image; a failure names the record and the way out."""
+    try:
+        return preprocess.decode_image(data)
+    except preprocess.ImageDecodeError as e:
+        raise preprocess.ImageDecodeError(
+            f"{e} It is {where} of {build}, a build made before corrupt files were skipped at "
+            "build time: delete that build folder and rerun (the rebuild skips such files and "
+            "lists them in its aird_build_report.json)."
+        ) from None
+
+
 class _TrainTransform(grain.MapTransform):
-    def __init__(self, image_size: int, do_augment: bool):
+    def __init__(self, image_size: int, do_augment: bool, build: str = "the build"):
         self.image_size = int(image_size)
         self.do_augment = bool(do_augment)
+        self.build = build
 
     def _one(self, ex: dict) -> np.ndarray:
-        rgb = preprocess.decode_image(ex["image"])
+        rgb = _decode(ex["image"], ex.get("where", "a record"), self.build)
         if not self.do_augment:
             return preprocess.prepare(rgb, self.image_size)  # what eval and predict feed
         rgb = preprocess.resize(rgb, self.image_size)
@@ -233,7 +256,7 @@ def train_loader(
         )
     loader = _make_loader(
         src,
-        [_TrainTransform(data_cfg.image_size, data_cfg.augment)],
+        [_TrainTransform(data_cfg.image_size, data_cfg.augment, _build_name(builder, split))],
         int(data_cfg.workers),
     )
     return TrainLoader(loader, src.per_shard // batch_size, src.epoch_len)
@@ -257,8 +280,13 @@ class _EvalSource(grain.RandomAccessDataSource):
     def __getitem__(self, q: int) -> list[dict]:
         idx = [int(i) for i in self._indices[int(q) * self._bs : (int(q) + 1) * self._bs]]
         return [
-            {"image": r["image"], "label": int(r["label"]), "video_id": index.to_str(r["video_id"])}
-            for r in index.read_many(self._source, idx)
+            {
+                "image": r["image"],
+                "label": int(r["label"]),
+                "video_id": index.to_str(r["video_id"]),
+                "where": _where(r, i),
+            }
+            for i, r in zip(idx, index.read_many(self._source, idx))
         ]
 
     def __repr__(self) -> str:
@@ -266,13 +294,16 @@ class _EvalSource(grain.RandomAccessDataSource):
 
 
 class _EvalTransform(grain.MapTransform):
-    def __init__(self, image_size: int, degradation: str | None, batch_size: int):
+    def __init__(
+        self, image_size: int, degradation: str | None, batch_size: int, build: str = "the build"
+    ):
         self.image_size = int(image_size)
         self.degradation = degradation
         self.batch_size = int(batch_size)
+        self.build = build
 
-    def _one(self, data: bytes) -> np.ndarray:
-        rgb = preprocess.decode_image(data)
+    def _one(self, data: bytes, where: str = "a record") -> np.ndarray:
+        rgb = _decode(data, where, self.build)
         if self.degradation and self.degradation != "none":
             # Degraded at model resolution: blur sigma is in the model's pixels and JPEG blocks
             # align with the frequency stream's 8x8 DCT blocks.
@@ -283,7 +314,7 @@ class _EvalTransform(grain.MapTransform):
         bs, s, n = self.batch_size, self.image_size, len(exs)
         image = np.zeros((bs, s, s, 3), np.float32)
         for i, ex in enumerate(exs):
-            image[i] = self._one(ex["image"])
+            image[i] = self._one(ex["image"], ex.get("where", "a record"))
         label = np.zeros((bs,), np.int32)
         label[:n] = [ex["label"] for ex in exs]
         return {
@@ -298,12 +329,13 @@ class EvalLoader:
     """One pass per ``iter()``; batches ``{"image", "label", "video_id", "mask"}``."""
 
     def __init__(self, source, indices, *, batch_size, image_size, degradation, workers,
-                 num_batches):  # fmt: skip
+                 num_batches, build="the build"):  # fmt: skip
         self._source = source
         self._indices = indices
         self.batch_size = batch_size
         self._image_size = image_size
         self._degradation = degradation
+        self._build = build
         self._workers = workers
         self.num_batches = num_batches
         self.num_examples = len(indices)
@@ -316,7 +348,7 @@ class EvalLoader:
             return iter(())
         loader = _make_loader(
             _EvalSource(self._source, self._indices, self.batch_size, self.num_batches),
-            [_EvalTransform(self._image_size, self._degradation, self.batch_size)],
+            [_EvalTransform(self._image_size, self._degradation, self.batch_size, self._build)],
             self._workers,
         )
         return iter(loader)
@@ -354,4 +386,5 @@ def eval_loader(
         degradation=degradation,
         workers=int(data_cfg.workers),
         num_batches=math.ceil(per / batch_size) if per else 0,
+        build=_build_name(builder, split),
     )

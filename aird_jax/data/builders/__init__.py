@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 
 from aird_jax.data.builders.base import (
@@ -23,7 +24,12 @@ DATASETS = tuple(_REGISTRY)
 
 def get_builder_class(name: str) -> type[AirdBuilder]:
     if name not in _REGISTRY:
-        raise ValueError(f"Unknown dataset {name!r}; choose from {list(_REGISTRY)}.")
+        close = difflib.get_close_matches(str(name), list(_REGISTRY), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(
+            f"Unknown dataset {name!r} (data.name / --dataset){hint}; choose from "
+            f"{', '.join(_REGISTRY)}."
+        )
     module, cls = _REGISTRY[name]
     return getattr(importlib.import_module(f"aird_jax.data.builders.{module}"), cls)
 

@@ -8,19 +8,30 @@ image          encoded image bytes (PNG for extracted faces, i.e. lossless; the 
                ``SkipDecoding`` and decoded by OpenCV in the pipeline.
 label          0 = real, 1 = fake (ClassLabel names ``real`` / ``fake``)
 method         manipulation method / generator name; ``real`` for pristine material
-video_id       ``<method>/<video>`` (unique across methods, e.g. ``Deepfakes/000_003``)
+video_id       ``<method>/<video>`` (unique across methods, e.g. ``Deepfakes/000_003``); a video
+               key that already starts with ``<method>/`` is not prefixed again
+               (:func:`video_key`)
 frame_index    frame number within its video (0 for still images)
 =============  ==========================================================================
 
 Builds use ``file_format="array_record"`` (random access for grain, no TensorFlow).
+
+Image files are decode-checked at build time with the pipeline's own decoder
+(:func:`aird_jax.data.preprocess.decode_image`): an undecodable file is skipped, listed with its
+path in ``aird_build_report.json`` next to the build and printed once; a split left with no
+image at all is an error naming the split.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import inspect
+import json
 import logging
 import os
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,8 +39,11 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
+from aird_jax.data.preprocess import decode_image
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 _FRAME_RE = re.compile(r"(\d+)$")
+REPORT = "aird_build_report.json"  # written next to every build: counts and skipped files
 
 
 class DatasetMissingError(FileNotFoundError):
@@ -57,6 +71,49 @@ def features() -> tfds.features.FeaturesDict:
             "frame_index": np.int32,
         }
     )
+
+
+@contextlib.contextmanager
+def quiet_tfds():
+    """Silence TFDS's absl warnings meant for its own catalogue (e.g. "Variant folder ... has no
+    dataset_info.json" before a first build, "Using custom data configuration")."""
+    logger = logging.getLogger("absl")
+    old = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
+
+
+def video_key(method: str, video: str) -> str:
+    """``<method>/<video>``, unless ``video`` already starts with ``<method>/`` (a path key such
+    as ``method_A/1/1_A/b`` of DFDC or ``Celeb-synthesis/id0_id1_0000``): no doubled prefix."""
+    return video if video.startswith(f"{method}/") else f"{method}/{video}"
+
+
+def source_fingerprint(folder: str | os.PathLike) -> str:
+    """A content fingerprint of the image files under ``folder``: relative path, size and
+    modification time of each (sha256, 16 hex digits). Any added, removed, replaced or touched
+    image changes it; ``"none"`` when the folder does not exist."""
+    top = Path(folder)
+    if not top.is_dir():
+        return "none"
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
+        dirnames.sort()
+        for f in sorted(filenames):
+            if not f.lower().endswith(IMAGE_EXTENSIONS):
+                continue
+            path = Path(dirpath) / f
+            try:
+                st = path.stat()
+            except OSError:  # a dangling link: part of the content as such
+                h.update(f"{path.relative_to(top).as_posix()}\0dangling\n".encode())
+                continue
+            rel = path.relative_to(top).as_posix()
+            h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
 
 
 def frame_index_from_name(path: Path) -> int:
@@ -112,6 +169,7 @@ class AirdBuilder(tfds.core.GeneratorBasedBuilder):
         data_dir: str | os.PathLike | None = None,
         manual_dir: str | os.PathLike | None = None,
         faces_dir: str | os.PathLike | None = None,
+        source_fingerprint: str | None = None,
         **kwargs,
     ):
         root = default_root()
@@ -119,17 +177,70 @@ class AirdBuilder(tfds.core.GeneratorBasedBuilder):
             data_dir = root / "tfds"
         self.aird_manual_dir = Path(manual_dir) if manual_dir else root / "manual" / self.name
         self.aird_faces_dir = Path(faces_dir) if faces_dir else root / "faces" / self.name
+        self.aird_source_fingerprint = source_fingerprint
+        self.aird_skipped: list[dict] = []  # undecodable images of the current build
+        self.aird_records: dict[str, int] = {}
         if config == "":
             config = None
+        config = self._source_config(config)
         if isinstance(config, str) and self.BUILDER_CONFIGS:
             names = [c.name for c in self.BUILDER_CONFIGS]
             if config not in names:
                 raise ValueError(
                     f"Unknown config {config!r} for dataset {self.name!r}; choose from {names}."
                 )
-        super().__init__(
-            config=config, data_dir=os.fspath(data_dir), file_format="array_record", **kwargs
+        with quiet_tfds():
+            super().__init__(
+                config=config, data_dir=os.fspath(data_dir), file_format="array_record", **kwargs
+            )
+
+    @classmethod
+    def source_key(cls, manual_dir: Path, faces_dir: Path) -> str:
+        """What identifies the source material beyond its folders ("" = the folders alone).
+        FaceFolder returns the content fingerprint of its folder, so a build and the
+        prepared-builder cache of ``data/index.py`` follow the folder's content."""
+        return ""
+
+    def _source_config(self, config):
+        """Hook: the builder config for this source (FaceFolder keys its build by content)."""
+        return config
+
+    def source_description(self) -> str:
+        """The folders a build reads, for the one line printed when a build starts."""
+        return f"{self.aird_faces_dir} (faces) and {self.aird_manual_dir} (lists)"
+
+    # -- build: one line of our own instead of TFDS's download messages ----------------------
+    def is_prepared(self) -> bool:
+        with quiet_tfds():
+            return super().is_prepared()
+
+    def download_and_prepare(self, *args, **kwargs):
+        self.aird_skipped, self.aird_records = [], {}
+        with quiet_tfds():
+            return super().download_and_prepare(*args, **kwargs)
+
+    def _log_download_bytes(self) -> None:
+        # Replaces TFDS's "Downloading and preparing dataset Unknown size ...": nothing is
+        # downloaded, the build reads local files.
+        cfg = f" ({self.builder_config.name})" if self.builder_config else ""
+        print(
+            f"Building {self.name}{cfg} from {self.source_description()} (first use) ...",
+            file=sys.stderr,
+            flush=True,
         )
+
+    def _log_download_done(self) -> None:
+        counts = ", ".join(f"{s} {n}" for s, n in self.aird_records.items())
+        print(f"Built {self.name}: {counts} records in {self.data_dir}.", file=sys.stderr)
+        if self.aird_skipped:
+            shown = "; ".join(f"{x['path']} ({x['reason']})" for x in self.aird_skipped[:5])
+            more = f" and {len(self.aird_skipped) - 5} more" if len(self.aird_skipped) > 5 else ""
+            print(
+                f"{self.name}: skipped {len(self.aird_skipped)} undecodable image file(s), "
+                f"listed in {Path(self.data_dir) / REPORT}: {shown}{more}.",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def _info(self) -> tfds.core.DatasetInfo:
         return tfds.core.DatasetInfo(
@@ -196,16 +307,18 @@ class AirdBuilder(tfds.core.GeneratorBasedBuilder):
     def video_frames(
         self, video_dir: Path, *, label: int, method: str, video: str
     ) -> Iterator[tuple[str, dict]]:
-        """Yield (key, example) for every face image of one extracted video folder."""
+        """Yield (key, example) for every face image of one extracted video folder; the image
+        is its Path (read and decode-checked by ``_indexed``)."""
+        vid = video_key(method, video)
         for img in list_images(video_dir):
             fi = frame_index_from_name(img)
             yield (
-                f"{method}/{video}/{fi:06d}",
+                f"{vid}/{fi:06d}",
                 {
-                    "image": img.read_bytes(),
+                    "image": img,
                     "label": label,
                     "method": method,
-                    "video_id": f"{method}/{video}",
+                    "video_id": vid,
                     "frame_index": fi,
                 },
             )
@@ -217,21 +330,62 @@ class AirdBuilder(tfds.core.GeneratorBasedBuilder):
     def _split_generators(self, dl_manager):
         return {s: self._indexed(s, it) for s, it in self._splits(dl_manager).items()}
 
+    def _checked_image(self, split: str, path: Path) -> bytes | None:
+        """The bytes of an image file, or None (recorded in ``aird_skipped``) when the
+        pipeline's decoder cannot read it: a corrupt file is left out at build time instead of
+        crashing training on its first batch."""
+        try:
+            data = path.read_bytes()
+            decode_image(data)
+            return data
+        except (OSError, ValueError) as e:
+            self.aird_skipped.append({"split": split, "path": str(path), "reason": str(e)})
+            return None
+
+    def _write_report(self) -> None:
+        report = {
+            "dataset": self.name,
+            "config": self.builder_config.name if self.builder_config else "",
+            "source": self.source_description(),
+            "source_fingerprint": self.aird_source_fingerprint or "",
+            "records": self.aird_records,
+            "skipped": self.aird_skipped,
+        }
+        (Path(self._data_dir) / REPORT).write_text(json.dumps(report, indent=2) + "\n")
+
     def _indexed(self, split: str, examples) -> Iterator[tuple[int, dict]]:
         """Yield examples under integer keys 0..N-1 and, once the split is written, save its
         index (label, video_id, frame_index, method per record) next to the records, where
         ``index.record_index`` finds it: frame sampling, class balancing and method
-        filtering then never need to read a whole split of images back."""
+        filtering then never need to read a whole split of images back.
+
+        An example whose image is a Path is read here and decode-checked; undecodable files
+        are skipped and listed in the build's report; a split left empty is an error."""
         labels, vids, frames, methods, seen = [], [], [], [], set()
-        for i, (key, ex) in enumerate(examples):
+        i = 0
+        for key, ex in examples:
             if key in seen:
                 raise ValueError(f"{self.name}: duplicate example key {key!r} in split {split!r}.")
             seen.add(key)
+            if isinstance(ex["image"], Path):
+                data = self._checked_image(split, ex["image"])
+                if data is None:
+                    continue
+                ex = {**ex, "image": data}
             labels.append(int(ex["label"]))
             vids.append(str(ex["video_id"]))
             frames.append(int(ex["frame_index"]))
             methods.append(str(ex["method"]))
             yield i, ex
+            i += 1
+        if not labels:
+            bad = [x["path"] for x in self.aird_skipped if x["split"] == split]
+            raise ValueError(
+                f"{self.name}: every image of split {split!r} is undecodable ({len(bad)} files, "
+                f"e.g. {bad[:3]}); replace or remove them and rerun."
+            )
+        self.aird_records[split] = len(labels)
+        self._write_report()
         # During download_and_prepare, _data_dir is the incomplete folder that TFDS renames
         # into place when every split is done: the index lands with the data, atomically.
         np.savez(

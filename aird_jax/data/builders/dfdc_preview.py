@@ -29,7 +29,12 @@ class DFDCPreview(AirdBuilder):
     """
 
     name = "dfdc_preview"
-    VERSION = tfds.core.Version("1.0.0")
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.1.0": "video_id without a doubled prefix (the folder is the method); corrupt frames "
+        "skipped and listed in aird_build_report.json",
+        "1.0.0": "first release",
+    }
     MANUAL_DOWNLOAD_INSTRUCTIONS = INSTRUCTIONS
     HOMEPAGE = "https://ai.meta.com/datasets/dfdc/"
 

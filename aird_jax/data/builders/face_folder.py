@@ -8,7 +8,13 @@ from pathlib import Path
 
 import tensorflow_datasets as tfds
 
-from aird_jax.data.builders.base import AirdBuilder, frame_index_from_name, list_images
+from aird_jax.data.builders.base import (
+    AirdBuilder,
+    frame_index_from_name,
+    list_images,
+    source_fingerprint,
+    video_key,
+)
 
 INSTRUCTIONS = """\
 Point data.manual_dir (or <root>/manual/face_folder) at a folder of face crops:
@@ -38,12 +44,40 @@ class FaceFolder(AirdBuilder):
     ``fake/<method>/`` are one-frame videos; sub-folders there are videos whose images are
     frames. NOTE: frames of one video, and a fake and the real it was made from, are
     near-duplicates; rule (3) splits by video but cannot know such pairs.
+
+    The build is keyed by the folder's content: its config is ``src_<fingerprint>``
+    (:func:`~aird_jax.data.builders.base.source_fingerprint`: relative paths, sizes and mtimes
+    of the images), so it lands in ``<tfds>/face_folder/src_<fingerprint>/<version>``. Pointing
+    ``data.manual_dir`` at another folder, or changing the folder, builds anew on first use
+    instead of silently serving the records of the folder built before; builds of several
+    folders coexist. (Rebuilding rather than refusing: the user asked for that folder, and a
+    face-folder build is a copy of its images, quick to redo.)
     """
 
     name = "face_folder"
     VERSION = tfds.core.Version("1.0.0")
     MANUAL_DOWNLOAD_INSTRUCTIONS = INSTRUCTIONS
     IS_VIDEO = True
+
+    @classmethod
+    def source_key(cls, manual_dir: Path, faces_dir: Path) -> str:
+        return source_fingerprint(manual_dir)
+
+    def _source_config(self, config):
+        if config is not None:
+            raise ValueError(
+                f"Dataset {self.name!r} has no configs (got {config!r}); its build is keyed by "
+                "the content of data.manual_dir. Leave data.config empty."
+            )
+        if not self.aird_source_fingerprint:
+            self.aird_source_fingerprint = source_fingerprint(self.aird_manual_dir)
+        return tfds.core.BuilderConfig(
+            name=f"src_{self.aird_source_fingerprint}",
+            description=f"built from {self.aird_manual_dir}",
+        )
+
+    def source_description(self) -> str:
+        return str(self.aird_manual_dir)
 
     def _items(self, top: Path) -> list[tuple[Path, int, str, str, int]]:
         """(image, label, method, video, frame) under one real/ + fake/ tree."""
@@ -94,13 +128,14 @@ class FaceFolder(AirdBuilder):
 
     def _examples(self, items):
         for img, label, method, video, frame in items:
+            vid = video_key(method, video)
             yield (
-                f"{method}/{video}/{img.name}",
+                f"{vid}/{img.name}",
                 {
-                    "image": img.read_bytes(),
+                    "image": img,  # read and decode-checked by AirdBuilder._indexed
                     "label": label,
                     "method": method,
-                    "video_id": f"{method}/{video}",
+                    "video_id": vid,
                     "frame_index": frame,
                 },
             )
