@@ -53,19 +53,33 @@ def one_line(e: BaseException) -> str:
     return f"error: {msg.strip() or type(e).__name__}"
 
 
+_USER_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.ENOTDIR, errno.EEXIST, errno.EDQUOT)
+
+
+def _user_os_error(e: BaseException) -> OSError | None:
+    """The OSError a user can fix (disk full, read-only, ...) behind ``e``, also when a library
+    (Orbax, TensorBoard) re-raised it wrapped in another exception."""
+    seen = 0
+    while e is not None and seen < 20:
+        if isinstance(e, OSError) and e.errno in _USER_ERRNOS:
+            return e
+        e, seen = e.__cause__ or e.__context__, seen + 1
+    return None
+
+
 def run(body: Callable[[], int | None], argv: list[str] | None = None) -> int:
     """Call ``body``; a user error prints one line (plus traceback if verbose) and returns 2."""
     try:
         return int(body() or 0)
-    except USER_ERRORS as e:
-        if verbose(argv):
-            traceback.print_exc()
-        print(one_line(e), file=sys.stderr)
-        return 2
-    except OSError as e:
-        if e.errno not in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.ENOTDIR, errno.EEXIST):
+    except Exception as e:
+        os_error = _user_os_error(e)
+        if os_error is not None and not isinstance(e, USER_ERRORS):
+            shown: BaseException = os_error
+        elif isinstance(e, USER_ERRORS):
+            shown = os_error if os_error is not None and os_error.errno == errno.ENOSPC else e
+        else:
             raise
         if verbose(argv):
             traceback.print_exc()
-        print(one_line(e), file=sys.stderr)
+        print(one_line(shown), file=sys.stderr)
         return 2

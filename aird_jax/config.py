@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -27,6 +28,26 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 PARALLEL_MODES = ("shard_map", "pmap")
 # Keys that may change between a run and its resumption without changing any result.
 RESUME_MUTABLE = {"train.progress", "data.workers", "train.log_every_steps"}
+# Where the data sit, not what they are: ``data.root`` given explicitly or by default, or data
+# moved to another disk, does not block a resume. The dataset itself is defined by data.name,
+# data.config, the splits, data.methods, data.max_examples and data.frames_per_video, which are
+# compared.
+DATA_LOCATION = {"data.root", "data.manual_dir", "data.faces_dir"}
+# Keys that never change a number, left out of the note on how a run differs from the paper.
+_NOT_SETTINGS = (
+    RESUME_MUTABLE
+    | DATA_LOCATION
+    | {
+        "variant",
+        "scaled_down",
+        "parallel",
+        "num_devices",
+        "train.eval_batch_size",
+        "train.checkpoint_every_steps",
+        "train.keep_checkpoints",
+    }
+)
+PAPER_CONFIG = "configs/late_supcon.py"
 # The packages whose version can change a number (recorded with every run and evaluation).
 _PACKAGES = (
     "aird_jax",
@@ -215,33 +236,90 @@ def read_run_config(workdir: str | Path) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.loads(f.read_text())["config"])
 
 
+def check_workdir(workdir: Path) -> None:
+    """Refuse a ``--workdir`` that cannot hold a run (a file, under a file, not writable) before
+    any work; nothing is created."""
+    if workdir.exists() and not workdir.is_dir():
+        raise NotADirectoryError(
+            f"--workdir {workdir} is a file, not a directory; pick another --workdir"
+        )
+    existing = workdir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NotADirectoryError(
+            f"--workdir {workdir} lies under {existing}, which is a file; pick another --workdir"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(
+            f"--workdir {workdir} cannot be written ({existing} is read-only); pick a writable "
+            "--workdir"
+        )
+
+
+def _differences(old: dict, new: dict, ignore: set[str]) -> list[str]:
+    a, b = flatten(old), flatten(new)
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in ignore)
+
+
+def check_run_config(config: ml_collections.ConfigDict, workdir: Path) -> None:
+    """Refuse to resume ``workdir`` with another configuration (location keys excepted)."""
+    f = workdir / "config.json"
+    if not f.is_file():
+        return
+    a, b = flatten(json.loads(f.read_text())["config"]), flatten(to_dict(config))
+    diff = _differences(a, b, RESUME_MUTABLE | DATA_LOCATION)
+    if diff:
+        lines = "\n".join(
+            f"  {k}: {a.get(k, '<absent>')!r} (saved) vs {b.get(k, '<absent>')!r}" for k in diff
+        )
+        raise ValueError(
+            f"{workdir} already holds a run with a different configuration:\n{lines}\n"
+            "Resume with the original configuration, or pick a new --workdir."
+        )
+
+
+def write_run_config(config: ml_collections.ConfigDict, workdir: Path) -> None:
+    """Record the configuration of a run that has started (kept as first written on resume)."""
+    f = workdir / "config.json"
+    if f.is_file():
+        return
+    workdir.mkdir(parents=True, exist_ok=True)
+    record = {
+        "config": to_dict(config),
+        "versions": package_versions(),
+        "git_commit": git_commit(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    tmp = f.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2))
+    os.replace(tmp, f)
+
+
 def check_or_write_run_config(
     config: ml_collections.ConfigDict, workdir: Path, write: bool = True
 ) -> None:
     """Refuse to resume ``workdir`` with another configuration; record it for a new run."""
-    f = workdir / "config.json"
-    new = to_dict(config)
-    if f.is_file():
-        old = json.loads(f.read_text())["config"]
-        a, b = flatten(old), flatten(new)
-        diff = sorted(
-            k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUME_MUTABLE
-        )
-        if diff:
-            lines = "\n".join(
-                f"  {k}: {a.get(k, '<absent>')!r} (saved) vs {b.get(k, '<absent>')!r}" for k in diff
-            )
-            raise ValueError(
-                f"{workdir} already holds a run with a different configuration:\n{lines}\n"
-                "Resume with the original configuration, or pick a new --workdir."
-            )
-        return
+    check_run_config(config, workdir)
     if write:
-        workdir.mkdir(parents=True, exist_ok=True)
-        record = {
-            "config": new,
-            "versions": package_versions(),
-            "git_commit": git_commit(),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
-        f.write_text(json.dumps(record, indent=2))
+        write_run_config(config, workdir)
+
+
+def paper_difference(config: ml_collections.ConfigDict) -> str:
+    """How the final ``config`` differs from the paper's setting (``configs/late_supcon.py``
+    with the same method variant), key by key; "" when it is the paper's setting.
+
+    Built from the config actually run, overrides included (not from the scale variant's
+    description). A config from another file is described by its own ``scaled_down`` text.
+    """
+    try:
+        module = config_module(PAPER_CONFIG)
+        methods = [
+            v for v in str(config.get("variant", "")).split(",") if v in module.METHOD_VARIANTS
+        ]
+        paper = module.get_config(",".join(methods))
+    except (OSError, ImportError, AttributeError, ValueError):
+        return str(config.get("scaled_down", ""))
+    a, b = flatten(to_dict(paper)), flatten(to_dict(config))
+    diff = _differences(a, b, _NOT_SETTINGS)
+    return "; ".join(f"{k} {a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r}" for k in diff)

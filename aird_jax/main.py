@@ -11,6 +11,10 @@ must divide evenly). Multi-host: start the same command on every host with a sha
 MPI, multi-host Cloud TPU, or explicitly ``JAX_COORDINATOR_ADDRESS=host:port JAX_NUM_PROCESSES=N
 JAX_PROCESS_ID=i``). Each host reads only its shard of the training data; validation runs on
 every host over the whole split on that host's devices.
+
+A user's mistake (a missing config file, an unknown variant or dataset, absent data, an unusable
+``--workdir``, a full disk, a diverged run) ends in one ``error: ...`` line and exit status 2;
+``--verbose`` (or ``AIRD_VERBOSE=1``) adds the Python traceback.
 """
 
 from __future__ import annotations
@@ -21,8 +25,8 @@ from pathlib import Path
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from aird_jax import cli, parallel, train
 from aird_jax import config as cfg
-from aird_jax import parallel, train
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -32,6 +36,7 @@ config_flags.DEFINE_config_file(
     lock_config=True,
 )
 flags.DEFINE_string("workdir", None, "Run directory (default: runs/<config>[_<variant>]).")
+flags.DEFINE_bool("verbose", False, "On an error, also print the Python traceback.")
 flags.mark_flags_as_required(["config"])
 
 
@@ -72,20 +77,31 @@ def explain_override_error(argv: list[str], error: Exception) -> str:
                     f"Valid keys there: {', '.join(sorted(node.keys()))}"
                 )
             node, walked = node[key], walked + [key]
-    return f"Invalid command line: {error}"
+    first = str(error).strip().splitlines()
+    return f"Invalid command line: {first[0] if first else type(error).__name__}"
+
+
+def _load_spec(spec: str) -> None:
+    cfg.load_config(spec)
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-    """absl flag parsing with readable errors for misspelt or ill-typed config overrides."""
+    """absl flag parsing with one-line errors: the config file and its variants are loaded first
+    (absl would defer a missing file to a traceback later), then misspelt or ill-typed overrides
+    are explained."""
+    spec = _config_spec(argv)
+    if spec is not None:
+        code = cli.run(lambda: _load_spec(spec), argv=argv)
+        if code:
+            sys.exit(code)
     try:
         return FLAGS(argv)
     except (AttributeError, KeyError, TypeError, ValueError, flags.Error) as e:
-        sys.exit(explain_override_error(argv, e))
+        print(f"error: {explain_override_error(argv, e)}", file=sys.stderr)
+        sys.exit(2)
 
 
-def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+def run_training() -> None:
     logging.set_verbosity(logging.WARNING)  # Orbax is chatty at INFO
     parallel.maybe_initialize_distributed()
     config = FLAGS.config
@@ -93,9 +109,20 @@ def main(argv: list[str]) -> None:
     try:
         cfg.validate_config(config)  # before any device work or compilation
     except ValueError as e:
-        sys.exit(f"Invalid configuration: {e}")
+        raise ValueError(f"invalid configuration: {e}") from e
     train.train_and_evaluate(config, workdir)
 
 
+def main(argv: list[str]) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    return cli.run(run_training, argv=["--verbose"] if FLAGS.verbose else [])
+
+
+def cli_main(argv: list[str] | None = None) -> None:
+    """``python -m aird_jax.main ...`` (``argv`` defaults to ``sys.argv``)."""
+    app.run(main, argv=argv, flags_parser=parse_flags)
+
+
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    cli_main()

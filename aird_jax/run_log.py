@@ -31,6 +31,7 @@ class RunLog:
         self.workdir, self.t, self.enabled = workdir, train_cfg, enabled
         self.writer = None
         self.bar = None
+        self._pending_bar: tuple[int, int, int] | None = None
         self._t0, self._n_img = 0.0, 0
         if enabled:
             from tensorboardX import SummaryWriter  # heavy: imported only by the chief
@@ -47,8 +48,23 @@ class RunLog:
             write_metrics_jsonl(self.workdir, history)
 
     # ---------------------------------------------------------------- within an epoch
-    def start_epoch(self, epoch: int, steps: int, done: int) -> None:
+    def start_epoch(self, epoch: int, steps: int, done: int, compiling: bool = False) -> None:
+        """Start the epoch's bar. ``compiling``: the next step compiles the train step, so the
+        bar (its clock, hence its ETA and images/s) starts after that step, with a note."""
         self._t0, self._n_img = time.perf_counter(), 0
+        if compiling:
+            self._pending_bar = (epoch, steps, done)
+            if self.enabled and self.t.progress:
+                print(
+                    f"epoch {epoch + 1}/{self.t.epochs}: compiling the train step (the first "
+                    "step; the progress bar and its ETA start after it)...",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        else:
+            self._open_bar(epoch, steps, done)
+
+    def _open_bar(self, epoch: int, steps: int, done: int) -> None:
         if self.enabled and self.t.progress:
             from tqdm.auto import tqdm
 
@@ -62,16 +78,24 @@ class RunLog:
             )
 
     def step_done(self) -> None:
+        if self._pending_bar is not None:  # the compiling step is done: start the clock now
+            epoch, steps, done = self._pending_bar
+            self._pending_bar = None
+            self._t0, self._n_img = time.perf_counter(), 0
+            self._open_bar(epoch, steps, done + 1)
+            return
         self._n_img += self.t.batch_size
         if self.bar is not None:
             self.bar.update(1)
 
-    def train_metrics(self, gstep: int, m: dict[str, float], lr_head: float) -> None:
-        """One fetched step's metrics (TensorBoard every ``log_every_steps``)."""
-        if self.writer is not None and gstep % max(1, self.t.log_every_steps) == 0:
+    def train_metrics(self, gstep: int, m: dict[str, float], lrs: dict[str, float]) -> None:
+        """One logged step's metrics and the learning rate of each parameter group, on the one
+        x-axis of every tag: the global step."""
+        if self.writer is not None:
             for k, v in m.items():
                 self.writer.add_scalar(f"train/{k}", v, gstep)
-            self.writer.add_scalar("train/lr_head", lr_head, gstep)
+            for group, lr in lrs.items():
+                self.writer.add_scalar(f"train/lr_{group}", lr, gstep)
 
     def rate(self, gstep: int, last: dict[str, float]) -> None:
         """Loss and images/s on the progress bar and in TensorBoard."""
@@ -82,6 +106,7 @@ class RunLog:
                 self.writer.add_scalar("train/images_per_s", rate, gstep)
 
     def close_bar(self) -> None:
+        self._pending_bar = None
         if self.bar is not None:
             self.bar.close()
             self.bar = None
@@ -91,9 +116,9 @@ class RunLog:
         if not self.enabled:
             return
         write_metrics_jsonl(self.workdir, history)
-        for k, v in record.items():
+        for k, v in record.items():  # x-axis: the global step, as for the train/ tags
             if isinstance(v, float):
-                self.writer.add_scalar(f"epoch/{k}", v, record["epoch"])
+                self.writer.add_scalar(f"epoch/{k}", v, record["step"])
         self.writer.flush()
         print(
             f"epoch {record['epoch']}/{self.t.epochs}: train loss "

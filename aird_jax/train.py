@@ -40,6 +40,47 @@ class TrainingDiverged(FloatingPointError):
     pass
 
 
+def nonfinite_arrays(tree: Any) -> list[str]:
+    """Paths of the floating-point arrays of a host tree that hold NaN or Inf.
+
+    Cheap enough to run before every save: min and max of each array (NaN propagates through
+    both, an Inf is one of them), no temporaries.
+    """
+    bad = []
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        a = np.asarray(leaf)
+        if a.size and np.issubdtype(a.dtype, np.inexact):
+            if not (np.isfinite(a.min()) and np.isfinite(a.max())):
+                bad.append(jax.tree_util.keystr(path))
+    return bad
+
+
+def class_counts_message(role: str, split: str, n_real: int, n_fake: int, when: str) -> str:
+    return (
+        f"the {role} split {split!r} has {n_real} real and {n_fake} fake examples{when}: "
+        "training needs both classes in the training and validation splits (AUC, EER and the "
+        "threshold are undefined otherwise); check data.train_split/data.val_split, "
+        "data.methods and data.max_examples"
+    )
+
+
+def check_classes(config: ml_collections.ConfigDict, data: Any) -> None:
+    """Refuse a training or validation split without both classes before anything runs.
+
+    Uses the optional data-contract function ``class_counts(data_cfg, split) -> {0: n_real,
+    1: n_fake}``; a data module without it is checked after the first validation instead.
+    """
+    counts_of = getattr(data, "class_counts", None)
+    if counts_of is None:
+        return
+    d = config.data
+    for role, split in (("training", d.train_split), ("validation", d.val_split)):
+        c = counts_of(d, split)
+        n_real, n_fake = int(c.get(0, 0)), int(c.get(1, 0))
+        if n_real == 0 or n_fake == 0:
+            raise ValueError(class_counts_message(role, split, n_real, n_fake, ""))
+
+
 # ------------------------------------------------------------------------------- train state
 def init_state(
     config: ml_collections.ConfigDict, steps_per_epoch: int
@@ -239,7 +280,6 @@ class Trainer:
         self.config, self.t, self.workdir, self.par = config, config.train, workdir, par
         self.data, self.spe, self.crash_after = data, spe, crash_after_step
         n_proc, proc = jax.process_count(), jax.process_index()
-        self.log = RunLog(workdir, config.train, enabled=proc == 0)
         model, host_state, tx, self.schedules = init_state(config, spe)
         self.eval_model = build_model(config.model, axis_name=None)
         self.step_fn = par.compile_step(make_train_step(config, model, tx))
@@ -251,6 +291,8 @@ class Trainer:
             shard_count=n_proc,
         )
         self.it = iter(loader)
+        # Only now (model built, data opened) does anything get written to the workdir.
+        self.log = RunLog(workdir, config.train, enabled=proc == 0)
         self.ckpt = RunCheckpoints(workdir, self.t.keep_checkpoints)
         self.loop = LoopState()
         if self.ckpt.latest_step() is not None:
@@ -264,10 +306,43 @@ class Trainer:
         self.seed_key = par.put_state(seed_key_data(config.seed))
         self.gstep = self.loop.epoch * spe + self.loop.step_in_epoch
         self.pending: list[tuple[int, Any]] = []
+        self.compiled = False  # the first step of this process compiles the train step
 
     # ------------------------------------------------------------------ steps
     def _lr(self) -> float:
         return float(self.schedules["head"](self.gstep - 1))
+
+    def _lrs(self, gstep: int) -> dict[str, float]:
+        """Learning rate of each parameter group (head, backbone) used by step ``gstep``."""
+        return {k: float(s(gstep - 1)) for k, s in self.schedules.items()}
+
+    def diverged(self, what: str) -> TrainingDiverged:
+        """The divergence stop, naming the checkpoint that really is good (every checkpoint is
+        checked finite before it is written), or saying there is none."""
+        step = self.ckpt.latest_step()
+        if step is None:
+            tail = (
+                "No checkpoint had been written (nothing to resume or load). Lower "
+                "--config.optim.lr or check the input data, then rerun in a new --workdir."
+            )
+        else:
+            tail = (
+                f"The last good checkpoint is kept at {self.ckpt.describe_latest()} (step "
+                f"{step}; load it with load_run(workdir, 'latest')). Lower --config.optim.lr or "
+                "check the input data, then rerun in a new --workdir."
+            )
+        return TrainingDiverged(f"training diverged: {what}. Training stopped. {tail}")
+
+    def check_finite(self, host: dict) -> None:
+        """Stop before saving parameters, batch statistics or optimiser state holding NaN/Inf."""
+        bad = nonfinite_arrays(host)
+        if bad:
+            n = len(jax.tree.leaves(host))
+            raise self.diverged(
+                f"non-finite parameters/optimiser state after step {self.gstep} (epoch "
+                f"{self.loop.epoch + 1}): {len(bad)} of {n} arrays hold NaN/Inf, e.g. "
+                f"{', '.join(bad[:3])}"
+            )
 
     def drain(self) -> dict[str, float] | None:
         """Fetch pending step metrics; stop on NaN/Inf before anything is saved."""
@@ -275,21 +350,21 @@ class Trainer:
         for gstep, m in self.pending:
             mm = self.par.get_metrics(m)
             if not all(math.isfinite(v) for v in mm.values()):
-                raise TrainingDiverged(
+                shown = ", ".join(f"{k} {v:.4g}" for k, v in mm.items())
+                raise self.diverged(
                     f"non-finite training loss/gradient at step {gstep} "
-                    f"(epoch {self.loop.epoch + 1}): {mm}. Training stopped; the last good "
-                    f"checkpoint is kept at {self.ckpt.describe_latest()}. Lower "
-                    "--config.optim.lr or check the input data, then rerun in a new --workdir "
-                    "(or rerun here to retry from that checkpoint)."
+                    f"(epoch {self.loop.epoch + 1}): {shown}"
                 )
             self.loop.add_step(mm)
-            self.log.train_metrics(gstep, mm, float(self.schedules["head"](gstep - 1)))
+            if gstep % max(1, self.t.log_every_steps) == 0:
+                self.log.train_metrics(gstep, mm, self._lrs(gstep))
             last = mm
         self.pending.clear()
         return last
 
     def save_latest(self) -> None:
         host = self.par.get_state(self.state)
+        self.check_finite(host)
         self.ckpt.save_latest(self.gstep, host, self.it, dataclasses.asdict(self.loop))
 
     def _crash_check(self) -> None:
@@ -298,11 +373,14 @@ class Trainer:
 
     def train_epoch(self, sigterm: _Sigterm) -> None:
         loop, t = self.loop, self.t
-        self.log.start_epoch(loop.epoch, self.spe, loop.step_in_epoch)
+        self.log.start_epoch(loop.epoch, self.spe, loop.step_in_epoch, compiling=not self.compiled)
         while loop.step_in_epoch < self.spe:
             raw = next(self.it)
             batch = self.par.put_batch({k: np.asarray(raw[k]) for k in ("image", "label")})
             self.state, m = self.step_fn(self.state, batch, self.seed_key)
+            if not self.compiled:  # the bar's clock (and ETA) starts after compilation
+                jax.block_until_ready(m)
+                self.compiled = True
             self.gstep += 1
             loop.step_in_epoch += 1
             self.pending.append((self.gstep, m))
@@ -333,18 +411,26 @@ class Trainer:
         batches = self.data.eval_loader(dcfg, dcfg.val_split, batch_size=self.t.eval_batch_size)
         scorer = inference.Scorer(self.eval_model, variables, self.par.local_mesh)
         try:
-            return validation_metrics(score_split(scorer, batches))
+            res = score_split(scorer, batches)
         except inference.NonFiniteScores as e:
-            raise TrainingDiverged(
-                f"non-finite validation scores after epoch {self.loop.epoch + 1} ({e}). Training "
-                f"stopped; the last good checkpoint is kept at {self.ckpt.describe_latest()}. "
-                "Lower --config.optim.lr, then rerun in a new --workdir."
+            raise self.diverged(
+                f"non-finite validation scores after epoch {self.loop.epoch + 1} ({e})"
             ) from e
+        n_fake = int(np.sum(res["labels"] == 1))
+        n_real = int(res["labels"].size - n_fake)
+        if n_real == 0 or n_fake == 0:  # a data module without class_counts gets here
+            raise ValueError(
+                class_counts_message(
+                    "validation", dcfg.val_split, n_real, n_fake, " (found at the first validation)"
+                )
+            )
+        return validation_metrics(res)
 
     def end_epoch(self) -> None:
         """Validate, select on validation, checkpoint, log."""
         loop, t = self.loop, self.t
         hs = self.par.get_state(self.state)
+        self.check_finite(hs)  # before validation, the best checkpoint and the latest one
         variables = {"params": hs["params"], "batch_stats": hs["batch_stats"]}
         val = self.validate(variables)
         improved = val["frame_auc"] > (loop.best["frame_auc"] if loop.best else -1.0)
@@ -415,17 +501,28 @@ def train_and_evaluate(
     """
     cfg.validate_config(config)
     workdir = Path(workdir).resolve()
+    cfg.check_workdir(workdir)
     data = pipeline if data is None else data
     par = make_parallel(config)
-    cfg.check_or_write_run_config(config, workdir, write=jax.process_index() == 0)
+    chief = jax.process_index() == 0
+    # A workdir holding another run is refused now; config.json is written only once the run
+    # really starts (data opened and checked, model built), so a failed start leaves no record
+    # that would refuse the corrected command.
+    cfg.check_run_config(config, workdir)
     n_train, spe = steps_per_epoch(config, data)
-    if jax.process_index() == 0:
+    check_classes(config, data)
+    if chief:
         print(
             f"aird_jax: variant {config.get('variant', '?')} | {par.n} {jax.devices()[0].platform}"
             f" device(s), {par.mode}, {jax.process_count()} host(s) | {n_train} training "
             f"examples, {spe} steps/epoch of {config.train.batch_size} | workdir {workdir}",
             flush=True,
         )
-        if config.get("scaled_down"):
-            print(f"NOTE: scaled down from the paper's setting: {config.scaled_down}", flush=True)
-    return Trainer(config, workdir, par, data, spe, _crash_after_step).run()
+        note = cfg.paper_difference(config)
+        if note:
+            kind = "scaled down from" if config.get("scaled_down") else "differs from"
+            print(f"NOTE: {kind} the paper's setting: {note}", flush=True)
+    trainer = Trainer(config, workdir, par, data, spe, _crash_after_step)
+    if chief:
+        cfg.write_run_config(config, workdir)
+    return trainer.run()

@@ -33,7 +33,7 @@ def _base() -> ml_collections.ConfigDict:
     c.parallel = "shard_map"
     c.num_devices = 0  # 0 = every local device
     c.variant = "late_supcon"  # informational: which variants built this config
-    c.scaled_down = ""  # what a scale variant changed vs the paper (printed at start)
+    c.scaled_down = ""  # set by a scale variant (the start-up note lists the actual differences)
 
     m = c.model = ml_collections.ConfigDict()
     m.name = "detector"
@@ -154,8 +154,9 @@ def _apply_scale(c: ml_collections.ConfigDict, name: str) -> None:
         c.optim.restart_epochs = 1
 
 
-# What each scale variant changes, printed by main.py so nobody mistakes a quickstart number
-# for the paper's setting.
+# What each scale variant changes, in words (kept in ``config.scaled_down``, which marks a
+# scaled-down run). The start-up note itself is built from the final config, overrides included
+# (``aird_jax.config.paper_difference``), so nobody mistakes a quickstart number for the paper's.
 SCALED_DOWN = {
     "quickstart": "dataset ffpp/c23 -> synthetic_upsampling (embedded, built locally); "
     "backbone ImageNet efficientnet_b4 -> efficientnet_tiny (random init); image 224 -> 64; "

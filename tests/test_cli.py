@@ -42,3 +42,20 @@ def test_a_bug_still_raises():
     with pytest.raises(RuntimeError):
         cli.run(_raise(RuntimeError("bug")), argv=["prog"])
     assert cli.run(lambda: None, argv=["prog"]) == 0
+
+
+def test_disk_full_wrapped_by_a_library_is_still_one_line(capsys, monkeypatch):
+    # Orbax/TensorBoard may re-raise the OS error inside their own exception.
+    monkeypatch.delenv(cli.VERBOSE_ENV, raising=False)
+
+    def body():
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device", "/runs/x/ckpt")
+        except OSError as e:
+            raise RuntimeError("checkpoint save failed") from e
+
+    assert cli.run(body, argv=["prog"]) == 2
+    assert capsys.readouterr().err == (
+        "error: the disk is full while writing /runs/x/ckpt; free space (or pick another "
+        "--workdir) and rerun\n"
+    )

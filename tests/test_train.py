@@ -10,8 +10,10 @@ tests do not wait for a TFDS build; the real pipeline is exercised by the quicks
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
+import struct
 import subprocess
 import sys
 import textwrap
@@ -19,7 +21,9 @@ from pathlib import Path
 
 import grain
 import jax
+import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 from absl import flags
 from ml_collections import config_flags
@@ -46,9 +50,13 @@ class ToyData:
         n_val: int = 32,
         nan_from_step=None,
         sigterm_at_step=None,
+        val_only_real: bool = False,
     ):
         self.size, self.nan_from_step, self.sigterm_at = size, nan_from_step, sigterm_at_step
         self.splits = {"train": self._make(n_train, size, 11), "val": self._make(n_val, size, 12)}
+        if val_only_real:  # a validation split with one class (a data-selection mistake)
+            x, y, v = self.splits["val"]
+            self.splits["val"] = (x, np.zeros_like(y), v)
 
     @staticmethod
     def _make(n: int, s: int, seed: int):
@@ -62,6 +70,11 @@ class ToyData:
 
     def num_examples(self, cfg, split: str) -> int:
         return len(self.splits[split][1])
+
+    def class_counts(self, cfg, split: str) -> dict[int, int]:
+        """The optional contract function: {0: real examples, 1: fake examples} of a split."""
+        y = self.splits[split][1]
+        return {0: int(np.sum(y == 0)), 1: int(np.sum(y == 1))}
 
     def train_loader(self, cfg, *, seed, batch_size, shard_index=0, shard_count=1):
         x, y, _ = self.splits[cfg.train_split]
@@ -104,6 +117,14 @@ class ToyData:
                 "video_id": np.concatenate([v[i : i + k], np.array([""] * pad)]),
                 "mask": np.arange(batch_size) < k,
             }
+
+
+class NoCountsData:
+    """ToyData without the optional ``class_counts`` (like a pipeline that lacks it)."""
+
+    def __init__(self, toy: ToyData):
+        self.num_examples = toy.num_examples
+        self.train_loader, self.eval_loader = toy.train_loader, toy.eval_loader
 
 
 def smoke_config(**overrides):
@@ -225,6 +246,188 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     run = load_run(tmp_path, "latest")
     assert run.step == 4
     assert all(np.all(np.isfinite(np.asarray(p))) for p in jax.tree.leaves(run.variables))
+
+
+def _saved_arrays(workdir) -> dict[int, list[np.ndarray]]:
+    """Every array of every ``latest`` checkpoint on disk (model and optimiser state), read
+    straight from the Orbax files without any template from the code under test."""
+    out = {}
+    latest = Path(workdir) / "checkpoints" / "latest"
+    for d in sorted(latest.glob("[0-9]*")) if latest.exists() else []:
+        ckptr = ocp.PyTreeCheckpointer()
+        trees = [ckptr.restore(d / part) for part in ("model", "opt")]
+        out[int(d.name)] = [np.asarray(a) for a in jax.tree.leaves(trees)]
+    return out
+
+
+def test_diverging_lr_never_checkpoints_nonfinite_state(tmp_path):
+    # The issue's reproduction: lr=1e39 overflows float32, so the first update writes Inf/NaN
+    # into the parameters while that step's loss and gradient are still finite.
+    cfg = smoke_config(optim__lr=1e39, train__checkpoint_every_steps=1)
+    with pytest.raises(train.TrainingDiverged) as exc:
+        train.train_and_evaluate(cfg, tmp_path, data=ToyData())
+    saved = _saved_arrays(tmp_path)
+    for step, arrays in saved.items():
+        for a in arrays:
+            if np.issubdtype(a.dtype, np.inexact):
+                assert np.all(np.isfinite(a)), f"checkpoint {step} holds NaN/Inf"
+    msg = str(exc.value)
+    if saved:
+        assert f"{tmp_path}/checkpoints/latest/{max(saved)}" in msg
+    else:
+        assert "No checkpoint had been written" in msg and "kept at" not in msg
+
+
+def test_divergence_on_last_step_of_epoch_is_the_divergence_stop(tmp_path, monkeypatch):
+    # The parameters turn Inf on step 3, the last of epoch 1, while its loss is still finite:
+    # the stop must come before validation (no metrics.py crash) and before any checkpoint.
+    real = train.make_train_step
+
+    def corrupting(config, model, tx):
+        step_fn = real(config, model, tx)
+
+        def corrupt(state, batch, key):
+            new, m = step_fn(state, batch, key)
+            inf = jnp.where(new["step"] >= 3, jnp.inf, 0.0)
+            return {**new, "params": jax.tree.map(lambda p: p + inf, new["params"])}, m
+
+        return corrupt
+
+    monkeypatch.setattr(train, "make_train_step", corrupting)
+    with pytest.raises(train.TrainingDiverged, match="after step 3") as exc:
+        train.train_and_evaluate(smoke_config(), tmp_path, data=ToyData())
+    assert f"{tmp_path}/checkpoints/latest/2 " in str(exc.value)
+    assert sorted(_saved_arrays(tmp_path)) == [2]
+    assert all(np.all(np.isfinite(a)) for a in _saved_arrays(tmp_path)[2])
+    assert not list((tmp_path / "checkpoints" / "best").glob("[0-9]*"))  # no best from it
+
+
+def test_nan_loss_on_last_step_of_epoch_stops_cleanly(tmp_path):
+    with pytest.raises(train.TrainingDiverged, match="non-finite training loss.*step 3"):
+        train.train_and_evaluate(smoke_config(), tmp_path, data=ToyData(nan_from_step=3))
+    assert sorted(_saved_arrays(tmp_path)) == [2]
+
+
+def test_one_class_split_refused_at_start(tmp_path, monkeypatch):
+    def no_init(*a, **k):
+        raise AssertionError("the run started before the classes were checked")
+
+    monkeypatch.setattr(train, "init_state", no_init)
+    with pytest.raises(ValueError, match=r"validation split 'val' has 32 real and 0 fake"):
+        train.train_and_evaluate(smoke_config(), tmp_path, data=ToyData(val_only_real=True))
+    assert not (tmp_path / "config.json").exists()
+
+
+def test_one_class_split_without_class_counts_gets_a_clear_message(tmp_path):
+    data = NoCountsData(ToyData(val_only_real=True))
+    with pytest.raises(ValueError, match=r"validation split 'val' has 32 real and 0 fake .*first"):
+        train.train_and_evaluate(smoke_config(), tmp_path, data=data)
+
+
+def test_failed_start_leaves_no_config_and_moved_data_resumes(tmp_path, capsys):
+    # A batch larger than the 64 training examples: refused once the data are opened.
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        bad = smoke_config(train__batch_size=128, train__steps_per_epoch=0)
+        train.train_and_evaluate(bad, tmp_path, data=ToyData())
+    assert not (tmp_path / "config.json").exists()
+    # The corrected command runs in the same workdir (data.root given explicitly) ...
+    first = smoke_config(data__root=str(tmp_path / "data_here"))
+    with pytest.raises(KeyboardInterrupt):
+        train.train_and_evaluate(first, tmp_path, data=ToyData(), _crash_after_step=5)
+    assert (tmp_path / "config.json").exists()
+    # ... and resumes with the data moved (root by default, faces elsewhere).
+    moved = smoke_config(data__faces_dir=str(tmp_path / "moved_faces"))
+    capsys.readouterr()
+    train.train_and_evaluate(moved, tmp_path, data=ToyData())
+    assert "Resuming from" in capsys.readouterr().out
+
+
+def _tb_scalars(workdir) -> dict[str, dict[int, float]]:
+    """{tag: {step: value}} read from the TF event files (TFRecord framing, Event protos)."""
+    from tensorboardX.proto import event_pb2
+
+    out: dict[str, dict[int, float]] = {}
+    for f in sorted((Path(workdir) / "tensorboard").glob("events.out.tfevents.*")):
+        buf, i = f.read_bytes(), 0
+        while i < len(buf):
+            (n,) = struct.unpack("<Q", buf[i : i + 8])
+            ev = event_pb2.Event.FromString(buf[i + 12 : i + 12 + n])
+            i += 12 + n + 4
+            for v in ev.summary.value:
+                out.setdefault(v.tag, {})[ev.step] = v.simple_value
+    return out
+
+
+def test_tensorboard_one_step_axis_and_both_learning_rates(run_a):
+    wd, _ = run_a
+    cfg = smoke_config()
+    spe, n_steps = cfg.train.steps_per_epoch, cfg.train.steps_per_epoch * cfg.train.epochs
+    tags = _tb_scalars(wd)
+    for tag, by_step in tags.items():
+        assert set(by_step) <= set(range(1, n_steps + 1)), tag
+    epoch_tags = [t for t in tags if t.startswith("epoch/")]
+    assert epoch_tags and all(set(tags[t]) == {spe, 2 * spe} for t in epoch_tags)
+    # SGDR (torch CosineAnnealingWarmRestarts) by hand: step g uses the rate of update g - 1.
+    o = cfg.optim
+    period = o.restart_epochs * spe
+    for group, base in (("head", o.lr), ("backbone", o.lr * o.backbone_lr_mult)):
+        got = tags[f"train/lr_{group}"]
+        assert set(got) == set(range(1, n_steps + 1))
+        for g, v in got.items():
+            t = (g - 1) % period
+            ref = o.min_lr + (base - o.min_lr) * (1 + math.cos(math.pi * t / period)) / 2
+            assert v == pytest.approx(ref, rel=1e-5), (group, g)
+
+
+def test_progress_bar_starts_after_compilation(tmp_path, monkeypatch, capsys):
+    import tqdm.auto
+
+    calls, bars = [0], []
+    real_compile = Parallel.compile_step
+
+    def counting_compile(self, step_fn):
+        compiled = real_compile(self, step_fn)
+
+        def step(*a):
+            calls[0] += 1
+            return compiled(*a)
+
+        return step
+
+    class SpyBar(tqdm.auto.tqdm):
+        def __init__(self, *a, **k):
+            bars.append((calls[0], k.get("initial")))
+            super().__init__(*a, **k)
+
+    monkeypatch.setattr(Parallel, "compile_step", counting_compile)
+    monkeypatch.setattr(tqdm.auto, "tqdm", SpyBar)
+    cfg = smoke_config(train__progress=True)
+    train.train_and_evaluate(cfg, tmp_path, data=ToyData())
+    spe = cfg.train.steps_per_epoch
+    # Epoch 1's bar opens after the compiling first step, at 1; epoch 2's bar at its start.
+    assert bars == [(1, 1), (spe, 0)]
+    err = capsys.readouterr().err
+    assert "compiling the train step" in err
+
+
+def test_scaled_down_note_describes_the_config_run(tmp_path, monkeypatch, capsys):
+    class NoTraining:
+        def __init__(self, *a, **k):
+            pass
+
+        def run(self):
+            return {}
+
+    monkeypatch.setattr(train, "Trainer", NoTraining)
+    cfg = smoke_config()
+    cfg.data.name, cfg.data.config = "ffpp", "c23"  # the paper's data, at smoke scale
+    train.train_and_evaluate(cfg, tmp_path, data=ToyData())
+    note = [x for x in capsys.readouterr().out.splitlines() if x.startswith("NOTE:")]
+    assert len(note) == 1
+    # The paper's values (Section III-G / IV-A, as test_variants_are_the_table_rows transcribes).
+    assert "data.image_size 224 -> 32" in note[0] and "train.batch_size 32 -> 8" in note[0]
+    assert "model.fusion 'late' -> 'freq_only'" in note[0]
+    assert "synthetic" not in note[0] and "data.name" not in note[0]
 
 
 def test_loss_decreases_on_learnable_batch(monkeypatch):
