@@ -304,14 +304,15 @@ def test_evaluate_cli_errors_are_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("AIRD_VERBOSE", raising=False)
     main = load_script("evaluate").main
     workdir = str(tiny_run_dir())
+    split = ["--split", "test_heldout"]  # a split the tiny run's dataset has
     cases = {
-        "missing run": ["--workdir", str(tmp_path / "nope")],
-        "bad checkpoint": ["--workdir", workdir, "--checkpoint", "bestest"],
-        "absent checkpoint": ["--workdir", workdir, "--checkpoint", "987654"],
+        "missing run": ["--workdir", str(tmp_path / "nope"), *split],
+        "bad checkpoint": ["--workdir", workdir, "--checkpoint", "bestest", *split],
+        "absent checkpoint": ["--workdir", workdir, "--checkpoint", "987654", *split],
         "missing dataset": ["--workdir", workdir, "--dataset", "celeb_df_v2"]
         + ["--root", str(tmp_path / "root")],
         "bad split": ["--workdir", workdir, "--split", "nosuchsplit"],
-        "bad batch size": ["--workdir", workdir, "--batch-size", "0"],
+        "bad batch size": ["--workdir", workdir, "--batch-size", "0", *split],
     }
     for name, argv in cases.items():
         rc = main([*argv, "--no-progress", "--output-dir", str(tmp_path / "o")])
