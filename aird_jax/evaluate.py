@@ -3,8 +3,14 @@
 Protocol (paper IV-B/IV-C): every frame is scored, a video's score is the mean of its frame
 scores, and accuracy is taken at the threshold chosen on the run's OWN validation set (stored with
 the run by training), never at a threshold tuned on the test data. We report frame- and
-video-level AUC, EER and accuracy, and write them with everything needed to trace the number
-(dataset, split, degradation, checkpoint step, counts, package versions) into the workdir.
+video-level AUC, average precision, EER, TPR at FPR 1% / 0.1%, accuracy, and the AUC of the
+reals against each manipulation method alone, and write them with everything needed to trace the
+number (dataset, split(s), method filter, degradation, checkpoint step, counts, package versions)
+into the workdir.
+
+``split="all"`` scores the union of the dataset's splits as one test set (a cross-dataset
+benchmark the run never trained on, e.g. every Celeb-DF video in one command); ``data.methods``
+("Deepfakes,FaceSwap") keeps the reals and only those fakes.
 
 Streaming: only one batch of images is alive at a time; per-frame scores (a float and a short id
 per frame) are the only thing accumulated, so memory stays flat however large the test set.
@@ -24,16 +30,22 @@ import numpy as np
 
 from aird_jax import inference, metrics
 from aird_jax.checkpoint import load_run
+from aird_jax.cli import UserError
 from aird_jax.config import jsonable, package_versions
-from aird_jax.data import pipeline
+from aird_jax.data import index, pipeline
 from aird_jax.data.degrade import DEGRADATIONS
 
 # Bump when the layout of the results JSON changes (readers check it).
-RESULTS_VERSION = 1
+# 2: per-level "ap", "tpr@fpr1%", "tpr@fpr0.1%", "per_method_auc"; top-level "splits", "methods".
+RESULTS_VERSION = 2
+
+ALL_SPLITS = "all"  # split name meaning: the union of every split of the dataset
 
 
-class EvaluationError(RuntimeError):
-    """A problem the user can fix (missing run, dataset, bad argument); the message says how."""
+class EvaluationError(UserError, RuntimeError):
+    """A problem the user can fix (missing run, dataset, bad argument); the message says how.
+
+    A :class:`aird_jax.cli.UserError`, so a CLI run through ``cli.run`` ends in one line."""
 
 
 def load_run_or_explain(workdir: str | os.PathLike, checkpoint: str | int = "best"):
@@ -124,7 +136,11 @@ def result_stem(
         else ("framesall" if frames_per_video == 0 else f"frames{int(frames_per_video)}")
     )
     extra = f"max{int(data_cfg.max_examples)}" if int(data_cfg.get("max_examples", 0)) else ""
-    return _slug(data_cfg.name, data_cfg.config, split, degradation, frames, extra, f"step{step}")
+    picked = index.parse_methods(data_cfg.get("methods", ""))
+    only = "only-" + "-".join(picked) if picked else ""
+    return _slug(
+        data_cfg.name, data_cfg.config, split, only, degradation, frames, extra, f"step{step}"
+    )
 
 
 def _slug(*parts: Any) -> str:
@@ -153,7 +169,9 @@ def _safe_summary(labels: np.ndarray, scores: np.ndarray, threshold: float) -> d
     except ValueError as e:
         return {
             "auc": float("nan"),
+            "ap": float("nan"),
             "eer": float("nan"),
+            **{k: float("nan") for k in metrics.TPR_AT_FPR},
             "acc": metrics.accuracy(labels, scores, threshold) if labels.size else float("nan"),
             "threshold": threshold,
             "n": int(labels.size),
@@ -163,14 +181,28 @@ def _safe_summary(labels: np.ndarray, scores: np.ndarray, threshold: float) -> d
 
 
 def compute_metrics(
-    scores: np.ndarray, labels: np.ndarray, video_ids: np.ndarray, threshold: float
+    scores: np.ndarray,
+    labels: np.ndarray,
+    video_ids: np.ndarray,
+    threshold: float,
+    methods: np.ndarray | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Frame- and video-level summaries at the given (validation) threshold."""
+    """Frame- and video-level summaries at the given (validation) threshold.
+
+    With ``methods`` (each frame's manipulation method, ``real`` for reals) every level also
+    has ``per_method_auc``: the AUC of all reals against the fakes of one method.
+    """
     if scores.size == 0:
         raise EvaluationError("The split yielded no samples; check the dataset and split name.")
     frame = _safe_summary(labels, scores, threshold)
     vids, vlab, vsc = metrics.aggregate_by_video(video_ids, labels, scores)
     video = _safe_summary(vlab, vsc, threshold)
+    if methods is not None:
+        methods = np.asarray(methods).astype(str)
+        frame["per_method_auc"] = metrics.per_method_auc(labels, scores, methods)
+        of_video = dict(zip(np.asarray(video_ids).astype(str).tolist(), methods.tolist()))
+        vmeth = np.asarray([of_video[str(v)] for v in vids], dtype=str)
+        video["per_method_auc"] = metrics.per_method_auc(vlab, vsc, vmeth)
     return {"frame": frame, "video": video}
 
 
@@ -203,27 +235,107 @@ def plot_roc(path: Path, curves: dict[str, tuple[np.ndarray, np.ndarray]], title
     plt.close(fig)
 
 
+def _pct(x: Any, width: int = 8) -> str:
+    x = float("nan") if x is None else float(x)
+    return f"{'-':>{width}} " if math.isnan(x) else f"{100 * x:>{width}.2f}%"
+
+
 def format_summary(result: dict[str, Any]) -> str:
     """One screen of text: what was evaluated and the frame/video metrics."""
     deg = result["degradation"] or "none"
+    split = result["split"]
+    if split == ALL_SPLITS and result.get("splits"):
+        split += " (" + "+".join(result["splits"]) + ")"
+    methods = result.get("methods") or "all"
     lines = [
         f"run        {result['workdir']}  (checkpoint step {result['checkpoint_step']}, "
         f"{result['checkpoint']})",
         f"data       {result['dataset']}"
         + (f"/{result['dataset_config']}" if result["dataset_config"] else "")
-        + f"  split={result['split']}  degradation={deg}  frames={result['frames_per_video']}",
+        + f"  split={split}  methods={methods}  degradation={deg}"
+        + f"  frames={result['frames_per_video']}",
         f"threshold  {result['threshold']:.4f}  (chosen on the run's validation set)",
-        f"{'level':<7}{'n':>8}{'fake':>8}{'AUC':>9}{'EER':>9}{'Acc':>9}",
+        f"{'level':<7}{'n':>8}{'fake':>8}{'AUC':>9}{'AP':>9}{'EER':>9}"
+        f"{'TPR@1%':>9}{'TPR@.1%':>9}{'Acc':>9}",
     ]
     for level in ("frame", "video"):
         m = result["metrics"][level]
         lines.append(
-            f"{level:<7}{m['n']:>8d}{m['n_pos']:>8d}{100 * m['auc']:>8.2f}%"
-            f"{100 * m['eer']:>8.2f}%{100 * m['acc']:>8.2f}%"
+            f"{level:<7}{m['n']:>8d}{m['n_pos']:>8d}{_pct(m['auc'])}{_pct(m.get('ap'))}"
+            f"{_pct(m['eer'])}{_pct(m.get('tpr@fpr1%'))}{_pct(m.get('tpr@fpr0.1%'))}"
+            f"{_pct(m['acc'])}"
         )
+    per = {lv: result["metrics"][lv].get("per_method_auc") or {} for lv in ("frame", "video")}
+    if per["frame"]:
+        lines.append("AUC of the reals against each method alone:")
+        lines.append(f"  {'method':<24}{'frame':>9}{'video':>9}")
+        for name in per["frame"]:
+            lines.append(f"  {name:<24}{_pct(per['frame'][name])}{_pct(per['video'].get(name))}")
     if result.get("files"):
         lines.append("wrote      " + ", ".join(result["files"].values()))
     return "\n".join(lines)
+
+
+def _splits_of(builder, split: str) -> list[str]:
+    """``[split]``, or every split of the build for ``split == "all"``."""
+    if split == ALL_SPLITS:
+        return list(builder.info.splits.keys())
+    index.check_split(builder, split)
+    return [split]
+
+
+def _check_methods(builder, data_cfg) -> None:
+    """A clear message for ``--methods`` naming a method the dataset does not have."""
+    picked = index.parse_methods(data_cfg.get("methods", ""))
+    if not picked:
+        return
+    known = index.dataset_methods(builder)
+    unknown = [m for m in picked if m not in known and m != "real"]
+    if unknown:
+        raise EvaluationError(
+            f"--methods names {unknown}, which dataset {builder.name!r} does not have; its fake "
+            f"methods are {known} (comma-separated; the reals are always kept)."
+        )
+
+
+def _selection(builder, data_cfg, split: str, frames_per_video: int | None):
+    """Per-frame (video_id, method) of what ``eval_loader`` yields for ``split``, in order.
+
+    The loader does not carry ``method``; the record index does (``index.select_eval`` picks the
+    same records in the same order as the loader, which yields them sorted and unsharded)."""
+    idx, _ = index.select_eval(builder, data_cfg, split, frames_per_video)
+    meta = index.record_index(builder, split, need_method=True)
+    return meta["video_id"][idx].astype(str), meta["method"][idx].astype(str)
+
+
+def _score_splits(run, builder, data_cfg, splits, degradation, frames_per_video, batch_size,
+                  progress):  # fmt: skip
+    """(scores, labels, video_ids, methods or None) per frame over ``splits``, concatenated."""
+    ds_label = f"{data_cfg.name}" + (f"/{data_cfg.config}" if data_cfg.config else "")
+    parts, methods = [], []
+    for sp in splits:
+        sel_vids, sel_methods = _selection(builder, data_cfg, sp, frames_per_video)
+        loader = pipeline.eval_loader(
+            data_cfg,
+            sp,
+            batch_size=batch_size,
+            degradation=degradation,
+            frames_per_video=frames_per_video,
+        )
+        part = score_run(
+            run,
+            loader,
+            total=len(sel_vids),
+            progress=progress,
+            desc=f"{ds_label}:{sp}" + (f"+{degradation}" if degradation else ""),
+        )
+        # The loader and the record index must agree frame by frame, or methods would be
+        # attached to the wrong frames: then report no per-method AUC rather than a wrong one.
+        ok = methods is not None and np.array_equal(part[2], sel_vids)
+        methods = methods + [sel_methods] if ok else None
+        parts.append(part)
+    scores, labels, vids = (np.concatenate([p[i] for p in parts]) for i in range(3))
+    return scores, labels, vids, (np.concatenate(methods) if methods else None)
 
 
 def evaluate_run(
@@ -245,9 +357,10 @@ def evaluate_run(
     """Evaluate one checkpoint of ``workdir`` on ``split`` of a dataset; returns the results dict.
 
     ``data_cfg`` (a data ConfigDict) wins; otherwise it is the run's data config pointed at
-    ``dataset``/``dataset_config`` (default: the dataset the run was trained on). Results JSON,
-    per-frame scores (.npz) and a ROC PNG go to ``output_dir`` (default ``<workdir>/eval``).
-    ``run`` lets a caller pass an already loaded run to skip reloading it.
+    ``dataset``/``dataset_config`` (default: the dataset the run was trained on). ``split="all"``
+    scores the union of the dataset's splits as one test set; ``data_cfg.methods`` restricts the
+    fakes. Results JSON, per-frame scores (.npz) and a ROC PNG go to ``output_dir`` (default
+    ``<workdir>/eval``). ``run`` lets a caller pass an already loaded run to skip reloading it.
     """
     checkpoint = parse_checkpoint(checkpoint)
     if degradation in ("", "none"):
@@ -257,6 +370,8 @@ def evaluate_run(
             raise EvaluationError(
                 f"Unknown degradation {degradation!r}; choose one of {sorted(DEGRADATIONS)}."
             )
+    if int(batch_size) <= 0:
+        raise EvaluationError(f"--batch-size must be a positive integer, got {batch_size}.")
     if run is None:
         run = load_run_or_explain(workdir, checkpoint)
     threshold = validation_threshold(run)
@@ -265,29 +380,19 @@ def evaluate_run(
     ds_label = f"{data_cfg.name}" + (f"/{data_cfg.config}" if data_cfg.config else "")
 
     try:
-        n_examples = pipeline.num_examples(data_cfg, split)
+        builder = index.prepared_builder(data_cfg)
+        splits = _splits_of(builder, split)
     except (FileNotFoundError, KeyError, ValueError, AssertionError) as e:
         raise EvaluationError(
             f"Dataset {ds_label} split {split!r} is not available: {e}\n"
             "Put the dataset where the message above says (see data/README.md), or pick an "
-            "existing split."
+            f"existing split ('{ALL_SPLITS}' = every split)."
         ) from e
-    total = n_examples if frames_per_video is None else None
+    _check_methods(builder, data_cfg)
 
-    loader = pipeline.eval_loader(
-        data_cfg,
-        split,
-        batch_size=batch_size,
-        degradation=degradation,
-        frames_per_video=frames_per_video,
-    )
     t0 = time.perf_counter()
-    scores, labels, vids = score_run(
-        run,
-        loader,
-        total=total,
-        progress=progress,
-        desc=f"{ds_label}:{split}" + (f"+{degradation}" if degradation else ""),
+    scores, labels, vids, frame_methods = _score_splits(
+        run, builder, data_cfg, splits, degradation, frames_per_video, batch_size, progress
     )
     seconds = time.perf_counter() - t0
     result: dict[str, Any] = {
@@ -298,6 +403,8 @@ def evaluate_run(
         "dataset": str(data_cfg.name),
         "dataset_config": str(data_cfg.config or ""),
         "split": split,
+        "splits": splits,
+        "methods": ",".join(index.parse_methods(data_cfg.get("methods", ""))),
         "degradation": degradation,
         "frames_per_video": "default"
         if frames_per_video is None
@@ -308,7 +415,7 @@ def evaluate_run(
         "val_metrics": {k: jsonable(v) for k, v in dict(run.val_metrics).items()},
         "n_frames": int(scores.size),
         "n_videos": int(np.unique(vids).size),
-        "metrics": compute_metrics(scores, labels, vids, threshold),
+        "metrics": compute_metrics(scores, labels, vids, threshold, frame_methods),
         "seconds": round(seconds, 3),
         "versions": package_versions(),
     }
@@ -322,7 +429,8 @@ def evaluate_run(
             "scores": str(out / f"{stem}_scores.npz"),
         }
         result["files"] = files
-        np.savez_compressed(files["scores"], scores=scores, labels=labels, video_ids=vids)
+        extra = {} if frame_methods is None else {"methods": frame_methods}
+        np.savez_compressed(files["scores"], scores=scores, labels=labels, video_ids=vids, **extra)
         vids_u, vlab, vsc = metrics.aggregate_by_video(vids, labels, scores)
         plot_roc(
             Path(files["roc"]),

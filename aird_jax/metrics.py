@@ -1,8 +1,13 @@
-"""Detection metrics on the host (numpy): AUC, EER, accuracy at a threshold, video aggregation.
+"""Detection metrics on the host: AUC, AP, EER, TPR at a fixed FPR, accuracy, video aggregation.
 
 Conventions used across the project: label 1 = fake, 0 = real; a score is P(fake), so a higher
 score means "more likely fake". The paper reports AUC (primary), accuracy at the threshold chosen
 on validation, and EER (Section IV-C); video-level scores are the mean of frame scores (IV-B).
+Average precision and TPR at FPR 1% / 0.1% are what DeepfakeBench-style tables also report.
+
+The ROC curve, its area and average precision come from ``sklearn.metrics`` (a declared runtime
+dependency, the implementation every paper's numbers are computed with); EER, the validation
+threshold, TPR at a fixed FPR and video aggregation are computed here on top of that ROC.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from sklearn import metrics as skm
 
 
 def _flat(labels: Sequence | np.ndarray, scores: Sequence | np.ndarray) -> tuple[np.ndarray, ...]:
@@ -40,26 +46,36 @@ def _check(labels: Sequence | np.ndarray, scores: Sequence | np.ndarray) -> tupl
 def roc_curve(labels, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ROC points ``(fpr, tpr, thresholds)``; thresholds decrease, the first is ``+inf``.
 
-    A sample is called fake when ``score >= threshold``. Tied scores form one point.
+    A sample is called fake when ``score >= threshold``. Tied scores form one point; every
+    distinct score is a point (no intermediate point is dropped).
     """
     y, s = _check(labels, scores)
-    order = np.argsort(-s, kind="mergesort")
-    s, y = s[order], y[order]
-    # Last index of each run of equal scores: one ROC point per distinct threshold.
-    distinct = np.r_[np.nonzero(np.diff(s))[0], s.size - 1]
-    tps = np.cumsum(y)[distinct]
-    fps = (distinct + 1) - tps
-    n_pos, n_neg = y.sum(), y.size - y.sum()
-    tpr = np.r_[0.0, tps / n_pos]
-    fpr = np.r_[0.0, fps / n_neg]
-    thresholds = np.r_[np.inf, s[distinct]]
-    return fpr, tpr, thresholds
+    fpr, tpr, thr = skm.roc_curve(y, s, drop_intermediate=False)
+    thr = np.asarray(thr, np.float64).copy()
+    thr[0] = np.inf  # sklearn < 1.3 wrote max(score) + 1 here
+    return np.asarray(fpr, np.float64), np.asarray(tpr, np.float64), thr
 
 
 def roc_auc(labels, scores) -> float:
-    """Area under the ROC curve (trapezoidal over distinct thresholds; ties count one half)."""
+    """Area under the ROC curve (ties count one half)."""
+    y, s = _check(labels, scores)
+    return float(skm.roc_auc_score(y, s))
+
+
+def average_precision(labels, scores) -> float:
+    """Average precision, fake = positive: sum over thresholds of (R_k - R_{k-1}) * P_k (the
+    step-wise area under the precision-recall curve, no interpolation; as scikit-learn)."""
+    y, s = _check(labels, scores)
+    return float(skm.average_precision_score(y, s))
+
+
+def tpr_at_fpr(labels, scores, max_fpr: float) -> float:
+    """The highest TPR of an operating point whose FPR is at most ``max_fpr`` (no
+    interpolation between ROC points: a threshold that achieves it exists in the data)."""
+    if not 0.0 <= float(max_fpr) <= 1.0:
+        raise ValueError(f"max_fpr must be in [0, 1], got {max_fpr}")
     fpr, tpr, _ = roc_curve(labels, scores)
-    return float(np.trapezoid(tpr, fpr))
+    return float(tpr[fpr <= float(max_fpr) + 1e-12].max())
 
 
 def eer(labels, scores) -> float:
@@ -119,13 +135,38 @@ def aggregate_by_video(video_ids, labels, scores) -> tuple[np.ndarray, np.ndarra
     return uniq[order], lab_min[order], mean_scores[order]
 
 
+def per_method_auc(labels, scores, methods) -> dict[str, float]:
+    """AUC of every real sample against the fakes of one method, per method (sorted by name).
+
+    ``methods`` names each sample's manipulation (the record's ``method``; reals' entries are
+    ignored). A method with no fake, or no real sample at all, gives NaN.
+    """
+    y, s = _flat(labels, scores)
+    m = np.asarray(methods).astype(str).reshape(-1)
+    if m.shape != y.shape:
+        raise ValueError(f"labels and methods differ in length: {y.size} vs {m.size}")
+    real = y == 0
+    out: dict[str, float] = {}
+    for name in sorted(set(m[y == 1].tolist())):
+        keep = real | ((y == 1) & (m == name))
+        out[name] = roc_auc(y[keep], s[keep]) if real.any() else float("nan")
+    return out
+
+
+# FPRs at which the TPR is reported (DeepfakeBench reports TPR at FPR 1% and 0.1%).
+TPR_AT_FPR = {"tpr@fpr1%": 0.01, "tpr@fpr0.1%": 0.001}
+
+
 def summarize(labels, scores, threshold: float | None = None) -> dict[str, float]:
-    """AUC, EER and accuracy (at ``threshold``, or at the best threshold on these data)."""
+    """AUC, AP, EER, TPR at FPR 1% / 0.1% and accuracy (at ``threshold``, or at the best
+    threshold on these data)."""
     y, s = _check(labels, scores)
     thr = best_threshold(y, s) if threshold is None else float(threshold)
     return {
         "auc": roc_auc(y, s),
+        "ap": average_precision(y, s),
         "eer": eer(y, s),
+        **{k: tpr_at_fpr(y, s, f) for k, f in TPR_AT_FPR.items()},
         "acc": accuracy(y, s, thr),
         "threshold": thr,
         "n": int(y.size),

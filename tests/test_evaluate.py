@@ -1,16 +1,29 @@
-"""Checkpoint evaluation: metrics against sklearn, files written, clear errors, real face crops."""
+"""Checkpoint evaluation: metrics against independent references, files written, --methods and
+--split all, one-line errors, real face crops.
+
+metrics.py computes ROC/AUC/AP with scikit-learn, so the references here are naive loops
+(pairwise AUC, threshold sweeps; tests/test_metrics.py), not sklearn."""
 
 from __future__ import annotations
 
 import json
 import shutil
 
+import cv2
 import numpy as np
 import pytest
 from _eval_shared import SHARED_DATA, load_script, tiny_run_dir
-from sklearn.metrics import roc_auc_score, roc_curve
+from test_metrics import _naive_ap, _naive_auc, _naive_roc, _naive_tpr_at_fpr
 
 from aird_jax import evaluate as ev
+
+
+def roc_auc_score(y, s) -> float:
+    return _naive_auc(np.asarray(y), np.asarray(s))
+
+
+def roc_curve(y, s):
+    return _naive_roc(np.asarray(y), np.asarray(s))
 
 
 def _sk_eer(y, s) -> float:
@@ -45,6 +58,21 @@ def test_compute_metrics_matches_sklearn():
     assert m["video"]["n"] == 40
     assert m["video"]["auc"] == pytest.approx(roc_auc_score(y2, s2), abs=1e-9)
     assert m["video"]["acc"] == pytest.approx(np.mean((s2 >= thr) == y2))
+    for level, (yy, ss) in {"frame": (y, s), "video": (y2, s2)}.items():
+        assert m[level]["ap"] == pytest.approx(_naive_ap(yy, ss), abs=1e-9)
+        assert m[level]["tpr@fpr1%"] == pytest.approx(_naive_tpr_at_fpr(yy, ss, 0.01))
+        assert m[level]["tpr@fpr0.1%"] == pytest.approx(_naive_tpr_at_fpr(yy, ss, 0.001))
+    # Per-method AUC: reals against each method's fakes alone (methods given per frame).
+    vmethod = {f"v{i}": ("real" if yv[i] == 0 else ("A" if i % 2 else "B")) for i in range(40)}
+    meth = np.array([vmethod[v] for v in vids])
+    pm = ev.compute_metrics(s, y, vids, thr, meth)
+    for name in ("A", "B"):
+        keep = (meth == "real") | (meth == name)
+        assert pm["frame"]["per_method_auc"][name] == pytest.approx(
+            _naive_auc(y[keep], s[keep]), abs=1e-9
+        )
+        yk, sk = _by_video(vids[keep], y[keep], s[keep])
+        assert pm["video"]["per_method_auc"][name] == pytest.approx(_naive_auc(yk, sk), abs=1e-9)
     # One class only (e.g. a real-only subset): NaN AUC with the reason, not a crash.
     one = ev.compute_metrics(s[y == 1], y[y == 1], vids[y == 1], thr)
     assert np.isnan(one["frame"]["auc"]) and "one class" in one["frame"]["error"]
@@ -161,3 +189,134 @@ def _splits(pipeline, data_cfg) -> list[str]:
         except Exception:  # noqa: BLE001 - probing which splits the folder builder offers
             pass
     return found
+
+
+def _method_folder(root, counts: dict[str, dict[str, int]], size: int):
+    """A face_folder tree <root>/<split>/{real,fake/<method>}/ of random images."""
+    rng = np.random.default_rng(1)
+    for split, per in counts.items():
+        for group, n in per.items():
+            d = root / split / ("real" if group == "real" else f"fake/{group}")
+            d.mkdir(parents=True)
+            for i in range(n):
+                img = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+                cv2.imwrite(str(d / f"{split}_{group}_{i}.png"), img)
+    return root
+
+
+def test_methods_filter_per_method_auc_and_all_splits(tmp_path, capsys):
+    """--methods keeps reals + the listed fakes; per-method AUC is the reals against each method
+    alone; --split all scores the union of the splits as one set."""
+    workdir = tiny_run_dir()
+    run = ev.load_run_or_explain(workdir)
+    counts = {
+        "train": {"real": 3, "m1": 2, "m2": 1, "m3": 1},
+        "val": {"real": 2, "m1": 1, "m2": 1, "m3": 1},
+        "test": {"real": 6, "m1": 3, "m2": 4, "m3": 2},
+    }
+    folder = _method_folder(tmp_path / "faces", counts, int(run.config.data.image_size))
+    root = str(tmp_path / "root")
+
+    def cfg(**kw):
+        return ev.eval_data_config(run.config, "face_folder", "", manual_dir=str(folder), **kw)
+
+    def check(res, expected_groups):
+        with np.load(res["files"]["scores"]) as z:
+            y, sc, vids, meth = z["labels"], z["scores"], z["video_ids"], z["methods"]
+        # Each frame's method, independently: the folder its video id names (method/stem).
+        assert [v.split("/")[0] for v in vids] == meth.tolist()
+        assert sorted(set(meth.tolist())) == sorted(expected_groups)
+        for name in sorted(set(expected_groups) - {"real"}):
+            keep = (meth == "real") | (meth == name)
+            for level in ("frame", "video"):  # one frame per video here
+                assert res["metrics"][level]["per_method_auc"][name] == pytest.approx(
+                    _naive_auc(y[keep], sc[keep]), abs=1e-9
+                )
+        assert res["metrics"]["frame"]["auc"] == pytest.approx(_naive_auc(y, sc), abs=1e-9)
+        return y
+
+    out = tmp_path / "out"
+    res = ev.evaluate_run(
+        workdir, cfg(root=root, methods="m1,m2"), "test", run=run, output_dir=out, progress=False
+    )
+    y = check(res, ["real", "m1", "m2"])
+    assert res["methods"] == "m1,m2" and y.size == 6 + 3 + 4
+    assert list(res["metrics"]["frame"]["per_method_auc"]) == ["m1", "m2"]
+
+    res_all = ev.evaluate_run(
+        workdir, cfg(root=root), "all", run=run, output_dir=out, progress=False
+    )
+    y = check(res_all, ["real", "m1", "m2", "m3"])
+    assert sorted(res_all["splits"]) == ["test", "train", "val"]
+    assert y.size == res_all["n_frames"] == sum(sum(c.values()) for c in counts.values())
+    assert res_all["files"]["json"] != res["files"]["json"]
+
+    # The CLI: --methods and --split all together, the new columns in the printed table.
+    rc = load_script("evaluate").main(
+        [
+            "--workdir",
+            str(workdir),
+            "--dataset",
+            "face_folder",
+            "--manual-dir",
+            str(folder),
+            "--root",
+            root,
+            "--split",
+            "all",
+            "--methods",
+            "m3",
+            "--output-dir",
+            str(tmp_path / "cli"),
+            "--no-progress",
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert rc == 0
+    assert "AP" in printed and "TPR@1%" in printed and "m3" in printed
+    (js,) = (tmp_path / "cli").glob("*.json")
+    on_disk = json.loads(js.read_text())
+    assert on_disk["methods"] == "m3" and on_disk["split"] == "all"
+    assert on_disk["n_frames"] == sum(c["real"] + c["m3"] for c in counts.values())
+
+    # A method the dataset does not have: one line naming the ones it has.
+    rc = load_script("evaluate").main(
+        [
+            "--workdir",
+            str(workdir),
+            "--dataset",
+            "face_folder",
+            "--manual-dir",
+            str(folder),
+            "--root",
+            root,
+            "--methods",
+            "Deepfakes",
+            "--no-progress",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: ") and "m1" in err and "Traceback" not in err
+
+
+def test_evaluate_cli_errors_are_one_line(tmp_path, capsys, monkeypatch):
+    """Missing run, bad --checkpoint, missing dataset, bad --batch-size: one 'error:' line."""
+    monkeypatch.delenv("AIRD_VERBOSE", raising=False)
+    main = load_script("evaluate").main
+    workdir = str(tiny_run_dir())
+    split = ["--split", "test_heldout"]  # a split the tiny run's dataset has
+    cases = {
+        "missing run": ["--workdir", str(tmp_path / "nope"), *split],
+        "bad checkpoint": ["--workdir", workdir, "--checkpoint", "bestest", *split],
+        "absent checkpoint": ["--workdir", workdir, "--checkpoint", "987654", *split],
+        "missing dataset": ["--workdir", workdir, "--dataset", "celeb_df_v2"]
+        + ["--root", str(tmp_path / "root")],
+        "bad split": ["--workdir", workdir, "--split", "nosuchsplit"],
+        "bad batch size": ["--workdir", workdir, "--batch-size", "0", *split],
+    }
+    for name, argv in cases.items():
+        rc = main([*argv, "--no-progress", "--output-dir", str(tmp_path / "o")])
+        err = capsys.readouterr().err
+        assert rc == 2, name
+        assert err.startswith("error: "), (name, err)
+        assert "Traceback" not in err and err.count("error:") == 1, (name, err)
