@@ -4,6 +4,9 @@
     python -m aird_jax.models.port_xception --checkpoint model.safetensors         # offline
     then train with --config.model.name=xception --config.model.pretrained=<out>
 
+A fault (missing or unreadable checkpoint, `.pth` without torch, offline download) ends in one
+`error: ...` line with exit status 2 (`--verbose` or AIRD_VERBOSE=1 adds the traceback).
+
 Sources: timm's `legacy_xception` (Cadene's port of the Keras ImageNet weights, hub id
 `timm/legacy_xception.tf_in1k`) as `.safetensors` or `.pth`, and checkpoints with the same layer
 names under a prefix (`module.`, `model.`) or with 2-D pointwise kernels (Cadene's original
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,6 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from aird_jax.cli import UserError
+from aird_jax.cli import run as run_cli
 from aird_jax.models import port as _port
 from aird_jax.models.baselines.xception import XceptionTrunk
 
@@ -56,7 +62,7 @@ def download_xception(source: str = DEFAULT_SOURCE, cache_dir: str | None = None
     try:
         from huggingface_hub import hf_hub_download
     except ImportError as e:
-        raise ImportError(
+        raise UserError(
             "Downloading needs huggingface_hub (pip install 'aird_jax[download]'); or pass a local "
             "checkpoint file instead."
         ) from e
@@ -195,19 +201,30 @@ def main(argv: list[str] | None = None) -> Path:
     args = ap.parse_args(argv)
     try:
         ckpt = download_xception(args.source) if args.source else Path(args.checkpoint)
+    except UserError:
+        raise
     except Exception as e:  # noqa: BLE001 - offline, unknown repo, ...: one clear message
-        raise SystemExit(
+        raise UserError(
             f"could not download {args.source}: {type(e).__name__}: {e}\nOffline? Fetch "
             "model.safetensors elsewhere and pass --checkpoint FILE."
         ) from e
-    try:
-        out = port_xception_checkpoint(ckpt, args.out, args.source)
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(str(e)) from e
-    print(f"wrote {out} (+ {out.name}.json)")
+    out = port_xception_checkpoint(ckpt, args.out, args.source)
+    print(f"wrote {out} (+ {_port.sidecar_path(out).name})")
     print(f"use it with --config.model.name=xception --config.model.pretrained={out}")
     return out
 
 
+def cli_main(argv: list[str] | None = None) -> int:
+    """``main`` as a terminal command: 0, or one ``error: ...`` line and 2 on a user's mistake."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = [a for a in argv if a != "--verbose"]
+
+    def body() -> int:
+        main(args)
+        return 0
+
+    return run_cli(body, argv)
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(cli_main())
