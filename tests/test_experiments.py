@@ -15,7 +15,12 @@ import pytest
 
 from aird_jax.experiments import lomo
 from aird_jax.experiments.stats import bootstrap_auc_ci, fmt_mean_std, mean_std
-from aird_jax.experiments.table_writer import csv_num, markdown_table, write_table_files
+from aird_jax.experiments.table_writer import (
+    csv_num,
+    fmt_measured,
+    markdown_table,
+    write_table_files,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,6 +50,36 @@ def test_csv_num():
     assert csv_num(1 / 3) == "0.333333"
     assert csv_num(None) == "" and csv_num(float("nan")) == ""
     assert csv_num(2.5, digits=1) == "2.5"
+
+
+def test_fmt_measured_keeps_small_values_visible():
+    """Table VI at smoke scale: 12.3 MFLOPs is 0.0123 G, not "0.00" (hand-written strings)."""
+    assert fmt_measured(0.0123456, 2) == "0.0123"
+    assert fmt_measured(0.00045678, 2) == "0.000457"
+    assert fmt_measured(0.5, 2) == "0.500"
+    assert fmt_measured(4.4712, 2) == "4.47"  # >= 1: the usual decimals
+    assert fmt_measured(1234.5678, 1) == "1234.6"
+    assert fmt_measured(17.54873, 3) == "17.549"
+    assert fmt_measured(0.0, 2) == "0.00"
+    assert fmt_measured(float("nan"), 2) == "nan"
+    assert fmt_measured(-0.0123456, 2) == "-0.0123"
+
+
+def test_table6_markdown_shows_small_flops(tmp_path):
+    from aird_jax.experiments.reproduce import Options
+    from aird_jax.experiments.tables import Line, write_table
+
+    lines = [
+        Line("Ours", "FLOPs (G)", 4.5, video=[0.0123456], unit="G"),
+        Line("Ours", "MACs (G) = XLA FLOPs / 2", None, video=[0.0061728], unit="GMAC"),
+        Line("Ours", "Latency (ms)", None, video=[3.14159], unit="ms"),
+    ]
+    opts = Options(results=tmp_path, seeds=(0,), smoke=True)
+    md, _ = write_table(6, lines, opts, "Method", "Quantity")
+    text = md.read_text()
+    assert "| Ours | FLOPs (G) | 4.5 | 0.0123 | G |" in text
+    assert "| Ours | MACs (G) = XLA FLOPs / 2 | — | 0.00617 | GMAC |" in text
+    assert "| Ours | Latency (ms) | — | 3.14 | ms |" in text
 
 
 def test_mean_std_over_seeds():

@@ -26,7 +26,7 @@ from aird_jax.experiments.runs import (
     implemented,
 )
 from aird_jax.experiments.stats import fmt_mean_std, mean_std
-from aird_jax.experiments.table_writer import csv_num, write_table_files
+from aird_jax.experiments.table_writer import csv_num, fmt_measured, write_table_files
 from aird_jax.models import registered_models
 
 # ------------------------------------------------------------------------ rows of the tables
@@ -301,7 +301,7 @@ def _md_rows(n: int, lines: list[Line], seeds: str) -> list[list[str]]:
                 ln.row,
                 ln.column,
                 fmt_paper(ln.paper),
-                ln.status if ln.video is None else f"{ln.video[0]:.{_digits(ln)}f}",
+                ln.status if ln.video is None else fmt_measured(ln.video[0], _digits(ln)),
                 ln.unit,
             ]
             for ln in lines
