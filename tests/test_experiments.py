@@ -14,7 +14,13 @@ import numpy as np
 import pytest
 
 from aird_jax.experiments import lomo
-from aird_jax.experiments.stats import bootstrap_auc_ci, fmt_mean_std, mean_std
+from aird_jax.experiments.stats import (
+    bootstrap_auc_ci,
+    bootstrap_result_auc_ci,
+    bootstrap_video_auc_ci,
+    fmt_mean_std,
+    mean_std,
+)
 from aird_jax.experiments.table_writer import (
     csv_num,
     fmt_measured,
@@ -106,6 +112,79 @@ def test_bootstrap_auc_ci():
     lo, hi = bootstrap_auc_ci(y, s, n=200)
     assert lo < hi and lo < 76.0 < hi  # AUC of a unit shift ~ Phi(1/sqrt 2) = 76%
     assert (lo, hi) == bootstrap_auc_ci(y, s, n=200)  # seeded: same interval again
+
+
+def _naive_video_bootstrap(labels, scores, video_ids, n, seed):
+    """The video (cluster) bootstrap written out with loops, AUC from sklearn: videos numbered by
+    first appearance, draws rng.choice(fake videos) then rng.choice(real videos)."""
+    from sklearn.metrics import roc_auc_score
+
+    frames: dict = {}  # video id -> frame indices, in order of first appearance
+    for i, v in enumerate(video_ids):
+        frames.setdefault(v, []).append(i)
+    videos = list(frames)
+    pos = np.array([k for k, v in enumerate(videos) if labels[frames[v][0]] == 1])
+    neg = np.array([k for k, v in enumerate(videos) if labels[frames[v][0]] == 0])
+    rng = np.random.default_rng(seed)
+    aucs = []
+    for _ in range(n):
+        chosen = list(rng.choice(pos, len(pos))) + list(rng.choice(neg, len(neg)))
+        y, s = [], []
+        for k in chosen:
+            for i in frames[videos[k]]:
+                y.append(labels[i])
+                s.append(scores[i])
+        aucs.append(roc_auc_score(y, s))
+    return tuple(100 * float(q) for q in np.percentile(aucs, [2.5, 97.5]))
+
+
+def _clustered(n_videos=24, seed=3):
+    """Videos of 1..9 frames, interleaved, with a strong per-video offset (correlated frames)."""
+    rng = np.random.default_rng(seed)
+    vids, labels, scores = [], [], []
+    for v in range(n_videos):
+        y, offset = v % 2, rng.normal(scale=1.5)
+        for _ in range(int(rng.integers(1, 10))):
+            vids.append(f"vid{v:02d}")
+            labels.append(y)
+            scores.append(0.5 * y + offset + 0.2 * rng.normal())
+    order = rng.permutation(len(vids))  # frames of a video are not contiguous
+    return (np.array(labels)[order], np.array(scores)[order], np.array(vids)[order])
+
+
+def test_video_bootstrap_matches_a_naive_loop():
+    y, s, v = _clustered()
+    got = bootstrap_video_auc_ci(y, s, v, n=200, seed=5)
+    assert got == pytest.approx(_naive_video_bootstrap(y, s, v, n=200, seed=5), abs=1e-9)
+
+
+def test_video_bootstrap_with_one_frame_per_video_is_the_frame_bootstrap():
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, size=60)
+    s = rng.normal(size=60) + y
+    vids = np.array([f"img{i}" for i in rng.permutation(60)])  # any unique ids
+    assert bootstrap_video_auc_ci(y, s, vids, n=300, seed=7) == bootstrap_auc_ci(
+        y, s, n=300, seed=7
+    )
+
+
+def test_video_bootstrap_is_wider_than_the_frame_bootstrap_for_correlated_frames():
+    """Frames sharing a per-video offset carry less information than their count says."""
+    y, s, v = _clustered(n_videos=40, seed=11)
+    lo_v, hi_v = bootstrap_video_auc_ci(y, s, v, n=300)
+    lo_f, hi_f = bootstrap_auc_ci(y, s, n=300)
+    assert hi_v - lo_v > 1.3 * (hi_f - lo_f)
+
+
+def test_video_bootstrap_rejects_bad_input(tmp_path):
+    with pytest.raises(ValueError, match="both real and fake"):
+        bootstrap_video_auc_ci([0, 1, 0], [0.1, 0.2, 0.3], ["a", "a", "b"])
+    with pytest.raises(ValueError, match="real and fake videos"):
+        bootstrap_video_auc_ci([1, 1], [0.1, 0.2], ["a", "b"])
+    y, s, v = _clustered()
+    np.savez(tmp_path / "sc.npz", labels=y, scores=s, video_ids=v)
+    res = {"files": {"scores": str(tmp_path / "sc.npz")}}
+    assert bootstrap_result_auc_ci(res, n=50) == bootstrap_video_auc_ci(y, s, v, n=50)
 
 
 def test_lomo_table(tmp_path):

@@ -42,7 +42,7 @@ from aird_jax.experiments.runs import (
     method_variants,
     run_config,
 )
-from aird_jax.experiments.stats import bootstrap_frame_auc_ci, fmt_mean_std
+from aird_jax.experiments.stats import bootstrap_result_auc_ci, fmt_mean_std
 from aird_jax.experiments.table_writer import write_table_files
 
 DEFAULT_VARIANTS = ("late_supcon", "rgb_only", "freq_only")
@@ -158,7 +158,7 @@ def _seed_results(spec: RunSpec, seed: int, lo: LomoOptions, opts: Options, seen
         row[f"{prefix}_eer"].append(100 * m["eer"])
         row[f"{prefix}_acc"].append(100 * m["acc"])
         row[f"n_{prefix}"].append(f"{m['n']} ({m['n_pos']} fake)")
-        row[f"{prefix}_ci"].append(bootstrap_frame_auc_ci(res))
+        row[f"{prefix}_ci"].append(bootstrap_result_auc_ci(res))
     row["val_auc"].append(100 * float(run.val_metrics.get("frame_auc", math.nan)))
     row["step"].append(int(run.step))
     row["train_s"].append(train_s)
@@ -219,7 +219,8 @@ def lomo(lo: LomoOptions, log: Callable[[str], None] = _say) -> tuple[Path, Path
 LOMO_NOTE = (
     "AUC in %, frame level (face_folder stores one image per 'video', so video level is "
     "identical). Mean (± sample std) over seeds; for one seed, [95% bootstrap interval "
-    "over the test images, stratified by class, 1000 resamples]: the test sets are small, "
+    "of the frame AUC, resampling test VIDEOS with all their frames (frames of a video are "
+    "not independent), stratified by class, 1000 resamples]: the test sets are small, "
     "so gaps inside these intervals are noise. Drop = held-out - seen. Train time = wall "
     "clock of training, "
     "including compilation and per-epoch validation."
