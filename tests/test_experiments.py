@@ -243,3 +243,50 @@ def test_clis_run_from_a_checkout(tmp_path):
     assert r.returncode == 0 and "--table" in r.stdout and "--smoke" in r.stdout, r.stderr
     r = _run(["scripts/reproduce.py", "--table", "3", "--seeds", "0", "0"])
     assert r.returncode == 2 and "--seeds has duplicates" in r.stderr, r.stderr
+
+
+def _chatty_trainer(events: list):
+    """Stand-in for train.train_and_evaluate: prints what train.py prints, nothing trained."""
+
+    def trainer(cfg, workdir):
+        events.append("trainer started")
+        print("aird_jax: variant late_supcon | 1 cpu device(s) | workdir", workdir)
+        for k in (1, 2):
+            print(f"epoch {k}/2: train loss 0.{k}000 | val frame AUC 0.5000 video AUC 0.5000")
+            print("a detail that stays in the log file only")
+        return {"stand_in": True}
+
+    return trainer
+
+
+def test_training_runs_announce_themselves_and_their_epochs(tmp_path, capsys):
+    """reproduce/LOMO runs print, before training, which run and where its log goes, then one
+    line per epoch while training quietly (log=print, as the CLIs do)."""
+    from aird_jax.experiments.runs import OURS, Options, ensure_trained
+
+    events: list = []
+    opts = Options(results=tmp_path, seeds=(0,), smoke=True, trainer=_chatty_trainer(events))
+    log_path = tmp_path / "runs" / "late_supcon_seed0" / "train_log.txt"
+
+    def log(line):
+        events.append(line)
+        print(line)
+
+    ensure_trained(OURS, 0, opts, log, position=(1, 3))
+    start = f"  [1/3] training late_supcon seed 0 -> {log_path}"
+    assert events[0].startswith(start) and events[1] == "trainer started"
+    epochs = [e for e in events if ": epoch " in e]
+    assert [e.split(": train loss")[0].strip() for e in epochs] == [
+        "late_supcon seed 0: epoch 1/2",
+        "late_supcon seed 0: epoch 2/2",
+    ]
+    out = capsys.readouterr().out
+    assert out.count("late_supcon seed 0: epoch 1/2: train loss 0.1000") == 1
+    assert "detail" not in out and start in out and "late_supcon seed 0 done in" in out
+    logged = log_path.read_text()  # the full output, without the echoed progress lines
+    assert logged.count("epoch 1/2: train loss") == 1 and logged.count("detail") == 2
+    assert "seed 0: epoch" not in logged
+
+    events.clear()  # finished: reused, nothing trained, one line
+    ensure_trained(OURS, 0, opts, log, position=(1, 3))
+    assert events == ["  [1/3] reuse   runs/late_supcon_seed0 (finished)"]

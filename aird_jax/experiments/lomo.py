@@ -145,10 +145,12 @@ def _train_seconds(workdir: Path, t0: float) -> float:
     return float(marker["train_seconds"])
 
 
-def _seed_results(spec: RunSpec, seed: int, lo: LomoOptions, opts: Options, seen, row, log):
+def _seed_results(
+    spec: RunSpec, seed: int, lo: LomoOptions, opts: Options, seen, row, log, position=None
+):
     """Train (or reuse) one seed, evaluate it on seen and held-out methods; append to ``row``."""
     t0 = time.perf_counter()
-    workdir = ensure_trained(spec, seed, opts, log)
+    workdir = ensure_trained(spec, seed, opts, log, position)
     train_s = _train_seconds(workdir, t0)
     run = ev.load_run_or_explain(workdir, "best")
     for prefix, methods in (("seen", seen), ("heldout", [lo.holdout])):
@@ -206,11 +208,13 @@ def lomo(lo: LomoOptions, log: Callable[[str], None] = _say) -> tuple[Path, Path
     opts = Options(results=results, seeds=tuple(lo.seeds), smoke=False, verbose=lo.verbose)
     overrides = data_overrides(lo, faces, data_root, seen)
     rows = []
-    for v in lo.variants:
+    n_runs = len(lo.variants) * len(lo.seeds)
+    for i, v in enumerate(lo.variants):
         spec = RunSpec(f"{v}_without-{lo.holdout}", f"quickstart,{v}", overrides=overrides)
         row: dict[str, Any] = {"variant": v, "seeds": list(lo.seeds), **{k: [] for k in PER_SEED}}
-        for s in lo.seeds:
-            _seed_results(spec, s, lo, opts, seen, row, log)
+        for j, s in enumerate(lo.seeds):
+            position = (i * len(lo.seeds) + j + 1, n_runs)
+            _seed_results(spec, s, lo, opts, seen, row, log, position)
         rows.append(row)
     return write_tables(results, lo.holdout, seen, rows, _scale_note(lo, faces, spec))
 

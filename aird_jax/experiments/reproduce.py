@@ -107,7 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="Table VI batch for throughput (default 256 on GPU, 32 on CPU, smoke 8)",
     )
-    p.add_argument("--progress", action="store_true", help="progress bars for evaluation")
+    p.add_argument(
+        "--progress",
+        action="store_true",
+        help="progress bars for training steps and evaluation (every run always prints a line "
+        "per epoch)",
+    )
     p.add_argument(
         "--verbose",
         action="store_true",

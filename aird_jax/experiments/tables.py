@@ -198,7 +198,11 @@ def compute_table(n: int, opts: Options, log: Callable[[str], None]) -> list[Lin
         roles.update(cell.roles())
     check_datasets(roles, opts, n)
     check_pretrained(runs, opts, n)
-    workdirs = {(r, s): ensure_trained(r, s, opts, log) for r in runs for s in opts.seeds}
+    todo = [(r, s) for r in runs for s in opts.seeds]
+    workdirs = {
+        (r, s): ensure_trained(r, s, opts, log, position=(i, len(todo)))
+        for i, (r, s) in enumerate(todo, 1)
+    }
     ev = (opts.evaluator_cls or Evaluator)(opts, log)
     paper = paper_rows(n)
     lines: list[Line] = []
