@@ -190,6 +190,8 @@ def port_xception_checkpoint(
 
 
 def main(argv: list[str] | None = None) -> Path:
+    """Port and write; a user's mistake raises ``SystemExit(message)`` (``cli_main`` prints it
+    as one ``error: ...`` line)."""
     ap = argparse.ArgumentParser(
         prog="python -m aird_jax.models.port_xception",
         description="Port timm legacy_xception ImageNet weights for model.name=xception.",
@@ -201,14 +203,17 @@ def main(argv: list[str] | None = None) -> Path:
     args = ap.parse_args(argv)
     try:
         ckpt = download_xception(args.source) if args.source else Path(args.checkpoint)
-    except UserError:
-        raise
+    except UserError as e:
+        raise SystemExit(str(e)) from e
     except Exception as e:  # noqa: BLE001 - offline, unknown repo, ...: one clear message
-        raise UserError(
+        raise SystemExit(
             f"could not download {args.source}: {type(e).__name__}: {e}\nOffline? Fetch "
             "model.safetensors elsewhere and pass --checkpoint FILE."
         ) from e
-    out = port_xception_checkpoint(ckpt, args.out, args.source)
+    try:
+        out = port_xception_checkpoint(ckpt, args.out, args.source)
+    except (FileNotFoundError, ValueError, UserError) as e:
+        raise SystemExit(str(e)) from e
     print(f"wrote {out} (+ {_port.sidecar_path(out).name})")
     print(f"use it with --config.model.name=xception --config.model.pretrained={out}")
     return out
@@ -220,7 +225,12 @@ def cli_main(argv: list[str] | None = None) -> int:
     args = [a for a in argv if a != "--verbose"]
 
     def body() -> int:
-        main(args)
+        try:
+            main(args)
+        except SystemExit as e:
+            if isinstance(e.code, str):  # main's message for the user (argparse exits with 2)
+                raise UserError(e.code) from e
+            raise
         return 0
 
     return run_cli(body, argv)
