@@ -239,10 +239,14 @@ def test_clis_run_from_a_checkout(tmp_path):
     """The scripts and ``python -m`` reach the package without sys.path edits."""
     r = _run(["scripts/leave_one_method_out.py", "--faces", str(tmp_path), "--holdout", "NT"])
     assert r.returncode == 2 and "must hold real/ and fake/<method>/" in r.stderr, r.stderr
+    assert r.stderr.startswith("error: ") and "Traceback" not in r.stderr
     r = _run(["-m", "aird_jax.experiments.reproduce", "--help"])
     assert r.returncode == 0 and "--table" in r.stdout and "--smoke" in r.stdout, r.stderr
     r = _run(["scripts/reproduce.py", "--table", "3", "--seeds", "0", "0"])
     assert r.returncode == 2 and "--seeds has duplicates" in r.stderr, r.stderr
+    r = _run(["scripts/reproduce.py", "--table", "6", "--smoke", "--set", "nope.key=1"])
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("error: bad override nope.key=1")
 
 
 def _chatty_trainer(events: list):

@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from aird_jax import evaluate as ev
+from aird_jax.cli import UserError
+from aird_jax.cli import run as run_cli
 from aird_jax.config import load_config
 from aird_jax.data import index
 from aird_jax.experiments.cached_eval import cached_evaluation
@@ -370,21 +372,25 @@ def options_from_args(args: argparse.Namespace) -> LomoOptions:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The LOMO CLI: run the study, print the table; 2 on a problem the user must fix."""
+    """The LOMO CLI: run the study, print the table; a problem the user must fix ends in one
+    ``error: ...`` line and status 2 (``--verbose`` / AIRD_VERBOSE=1 add the traceback)."""
     p = build_parser()
     args = p.parse_args(argv)
     if len(set(args.seeds)) != len(args.seeds):
         p.error(f"--seeds has duplicates: {args.seeds}")
     t0 = time.perf_counter()
-    try:
-        md, csv_path = lomo(options_from_args(args))
-    except (ReproduceError, ev.EvaluationError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print()
-    print(md.read_text(), end="")
-    print(f"\nwrote {md} and {csv_path} in {time.perf_counter() - t0:.0f}s")
-    return 0
+
+    def body() -> int:
+        try:
+            md, csv_path = lomo(options_from_args(args))
+        except (ReproduceError, ev.EvaluationError) as e:
+            raise UserError(str(e)) from e
+        print()
+        print(md.read_text(), end="")
+        print(f"\nwrote {md} and {csv_path} in {time.perf_counter() - t0:.0f}s")
+        return 0
+
+    return run_cli(body, argv)
 
 
 if __name__ == "__main__":
