@@ -26,7 +26,9 @@ from aird_jax.models.torch_reference import import_timm
 
 torch = pytest.importorskip("torch")
 if importlib.util.find_spec("timm") is None:
-    pytest.skip("timm is not installed (pip install -e '.[test,reference]')", allow_module_level=True)
+    pytest.skip(
+        "timm is not installed (pip install -e '.[test,reference]')", allow_module_level=True
+    )
 timm = import_timm()
 
 
