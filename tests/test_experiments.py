@@ -14,8 +14,19 @@ import numpy as np
 import pytest
 
 from aird_jax.experiments import lomo
-from aird_jax.experiments.stats import bootstrap_auc_ci, fmt_mean_std, mean_std
-from aird_jax.experiments.table_writer import csv_num, markdown_table, write_table_files
+from aird_jax.experiments.stats import (
+    bootstrap_auc_ci,
+    bootstrap_result_auc_ci,
+    bootstrap_video_auc_ci,
+    fmt_mean_std,
+    mean_std,
+)
+from aird_jax.experiments.table_writer import (
+    csv_num,
+    fmt_measured,
+    markdown_table,
+    write_table_files,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,6 +58,36 @@ def test_csv_num():
     assert csv_num(2.5, digits=1) == "2.5"
 
 
+def test_fmt_measured_keeps_small_values_visible():
+    """Table VI at smoke scale: 12.3 MFLOPs is 0.0123 G, not "0.00" (hand-written strings)."""
+    assert fmt_measured(0.0123456, 2) == "0.0123"
+    assert fmt_measured(0.00045678, 2) == "0.000457"
+    assert fmt_measured(0.5, 2) == "0.500"
+    assert fmt_measured(4.4712, 2) == "4.47"  # >= 1: the usual decimals
+    assert fmt_measured(1234.5678, 1) == "1234.6"
+    assert fmt_measured(17.54873, 3) == "17.549"
+    assert fmt_measured(0.0, 2) == "0.00"
+    assert fmt_measured(float("nan"), 2) == "nan"
+    assert fmt_measured(-0.0123456, 2) == "-0.0123"
+
+
+def test_table6_markdown_shows_small_flops(tmp_path):
+    from aird_jax.experiments.reproduce import Options
+    from aird_jax.experiments.tables import Line, write_table
+
+    lines = [
+        Line("Ours", "FLOPs (G)", 4.5, video=[0.0123456], unit="G"),
+        Line("Ours", "MACs (G) = XLA FLOPs / 2", None, video=[0.0061728], unit="GMAC"),
+        Line("Ours", "Latency (ms)", None, video=[3.14159], unit="ms"),
+    ]
+    opts = Options(results=tmp_path, seeds=(0,), smoke=True)
+    md, _ = write_table(6, lines, opts, "Method", "Quantity")
+    text = md.read_text()
+    assert "| Ours | FLOPs (G) | 4.5 | 0.0123 | G |" in text
+    assert "| Ours | MACs (G) = XLA FLOPs / 2 | — | 0.00617 | GMAC |" in text
+    assert "| Ours | Latency (ms) | — | 3.14 | ms |" in text
+
+
 def test_mean_std_over_seeds():
     assert mean_std([1.0, 2.0, 6.0]) == pytest.approx((3.0, np.sqrt(7.0)))  # ddof 1
     m, s = mean_std([4.0])
@@ -71,6 +112,79 @@ def test_bootstrap_auc_ci():
     lo, hi = bootstrap_auc_ci(y, s, n=200)
     assert lo < hi and lo < 76.0 < hi  # AUC of a unit shift ~ Phi(1/sqrt 2) = 76%
     assert (lo, hi) == bootstrap_auc_ci(y, s, n=200)  # seeded: same interval again
+
+
+def _naive_video_bootstrap(labels, scores, video_ids, n, seed):
+    """The video (cluster) bootstrap written out with loops, AUC from sklearn: videos numbered by
+    first appearance, draws rng.choice(fake videos) then rng.choice(real videos)."""
+    from sklearn.metrics import roc_auc_score
+
+    frames: dict = {}  # video id -> frame indices, in order of first appearance
+    for i, v in enumerate(video_ids):
+        frames.setdefault(v, []).append(i)
+    videos = list(frames)
+    pos = np.array([k for k, v in enumerate(videos) if labels[frames[v][0]] == 1])
+    neg = np.array([k for k, v in enumerate(videos) if labels[frames[v][0]] == 0])
+    rng = np.random.default_rng(seed)
+    aucs = []
+    for _ in range(n):
+        chosen = list(rng.choice(pos, len(pos))) + list(rng.choice(neg, len(neg)))
+        y, s = [], []
+        for k in chosen:
+            for i in frames[videos[k]]:
+                y.append(labels[i])
+                s.append(scores[i])
+        aucs.append(roc_auc_score(y, s))
+    return tuple(100 * float(q) for q in np.percentile(aucs, [2.5, 97.5]))
+
+
+def _clustered(n_videos=24, seed=3):
+    """Videos of 1..9 frames, interleaved, with a strong per-video offset (correlated frames)."""
+    rng = np.random.default_rng(seed)
+    vids, labels, scores = [], [], []
+    for v in range(n_videos):
+        y, offset = v % 2, rng.normal(scale=1.5)
+        for _ in range(int(rng.integers(1, 10))):
+            vids.append(f"vid{v:02d}")
+            labels.append(y)
+            scores.append(0.5 * y + offset + 0.2 * rng.normal())
+    order = rng.permutation(len(vids))  # frames of a video are not contiguous
+    return (np.array(labels)[order], np.array(scores)[order], np.array(vids)[order])
+
+
+def test_video_bootstrap_matches_a_naive_loop():
+    y, s, v = _clustered()
+    got = bootstrap_video_auc_ci(y, s, v, n=200, seed=5)
+    assert got == pytest.approx(_naive_video_bootstrap(y, s, v, n=200, seed=5), abs=1e-9)
+
+
+def test_video_bootstrap_with_one_frame_per_video_is_the_frame_bootstrap():
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, size=60)
+    s = rng.normal(size=60) + y
+    vids = np.array([f"img{i}" for i in rng.permutation(60)])  # any unique ids
+    assert bootstrap_video_auc_ci(y, s, vids, n=300, seed=7) == bootstrap_auc_ci(
+        y, s, n=300, seed=7
+    )
+
+
+def test_video_bootstrap_is_wider_than_the_frame_bootstrap_for_correlated_frames():
+    """Frames sharing a per-video offset carry less information than their count says."""
+    y, s, v = _clustered(n_videos=40, seed=11)
+    lo_v, hi_v = bootstrap_video_auc_ci(y, s, v, n=300)
+    lo_f, hi_f = bootstrap_auc_ci(y, s, n=300)
+    assert hi_v - lo_v > 1.3 * (hi_f - lo_f)
+
+
+def test_video_bootstrap_rejects_bad_input(tmp_path):
+    with pytest.raises(ValueError, match="both real and fake"):
+        bootstrap_video_auc_ci([0, 1, 0], [0.1, 0.2, 0.3], ["a", "a", "b"])
+    with pytest.raises(ValueError, match="real and fake videos"):
+        bootstrap_video_auc_ci([1, 1], [0.1, 0.2], ["a", "b"])
+    y, s, v = _clustered()
+    np.savez(tmp_path / "sc.npz", labels=y, scores=s, video_ids=v)
+    res = {"files": {"scores": str(tmp_path / "sc.npz")}}
+    assert bootstrap_result_auc_ci(res, n=50) == bootstrap_video_auc_ci(y, s, v, n=50)
 
 
 def test_lomo_table(tmp_path):
@@ -125,7 +239,58 @@ def test_clis_run_from_a_checkout(tmp_path):
     """The scripts and ``python -m`` reach the package without sys.path edits."""
     r = _run(["scripts/leave_one_method_out.py", "--faces", str(tmp_path), "--holdout", "NT"])
     assert r.returncode == 2 and "must hold real/ and fake/<method>/" in r.stderr, r.stderr
+    assert r.stderr.startswith("error: ") and "Traceback" not in r.stderr
     r = _run(["-m", "aird_jax.experiments.reproduce", "--help"])
     assert r.returncode == 0 and "--table" in r.stdout and "--smoke" in r.stdout, r.stderr
     r = _run(["scripts/reproduce.py", "--table", "3", "--seeds", "0", "0"])
     assert r.returncode == 2 and "--seeds has duplicates" in r.stderr, r.stderr
+    r = _run(["scripts/reproduce.py", "--table", "6", "--smoke", "--set", "nope.key=1"])
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("error: bad override nope.key=1")
+
+
+def _chatty_trainer(events: list):
+    """Stand-in for train.train_and_evaluate: prints what train.py prints, nothing trained."""
+
+    def trainer(cfg, workdir):
+        events.append("trainer started")
+        print("aird_jax: variant late_supcon | 1 cpu device(s) | workdir", workdir)
+        for k in (1, 2):
+            print(f"epoch {k}/2: train loss 0.{k}000 | val frame AUC 0.5000 video AUC 0.5000")
+            print("a detail that stays in the log file only")
+        return {"stand_in": True}
+
+    return trainer
+
+
+def test_training_runs_announce_themselves_and_their_epochs(tmp_path, capsys):
+    """reproduce/LOMO runs print, before training, which run and where its log goes, then one
+    line per epoch while training quietly (log=print, as the CLIs do)."""
+    from aird_jax.experiments.runs import OURS, Options, ensure_trained
+
+    events: list = []
+    opts = Options(results=tmp_path, seeds=(0,), smoke=True, trainer=_chatty_trainer(events))
+    log_path = tmp_path / "runs" / "late_supcon_seed0" / "train_log.txt"
+
+    def log(line):
+        events.append(line)
+        print(line)
+
+    ensure_trained(OURS, 0, opts, log, position=(1, 3))
+    start = f"  [1/3] training late_supcon seed 0 -> {log_path}"
+    assert events[0].startswith(start) and events[1] == "trainer started"
+    epochs = [e for e in events if ": epoch " in e]
+    assert [e.split(": train loss")[0].strip() for e in epochs] == [
+        "late_supcon seed 0: epoch 1/2",
+        "late_supcon seed 0: epoch 2/2",
+    ]
+    out = capsys.readouterr().out
+    assert out.count("late_supcon seed 0: epoch 1/2: train loss 0.1000") == 1
+    assert "detail" not in out and start in out and "late_supcon seed 0 done in" in out
+    logged = log_path.read_text()  # the full output, without the echoed progress lines
+    assert logged.count("epoch 1/2: train loss") == 1 and logged.count("detail") == 2
+    assert "seed 0: epoch" not in logged
+
+    events.clear()  # finished: reused, nothing trained, one line
+    ensure_trained(OURS, 0, opts, log, position=(1, 3))
+    assert events == ["  [1/3] reuse   runs/late_supcon_seed0 (finished)"]

@@ -26,7 +26,9 @@ from aird_jax.models.torch_reference import import_timm
 
 torch = pytest.importorskip("torch")
 if importlib.util.find_spec("timm") is None:
-    pytest.skip("timm is not installed (pip install -e '.[test]')", allow_module_level=True)
+    pytest.skip(
+        "timm is not installed (pip install -e '.[test,reference]')", allow_module_level=True
+    )
 timm = import_timm()
 
 
@@ -155,9 +157,9 @@ def test_port_cli_and_load_pretrained(tmp_path):
     for a, b in zip(jax.tree.leaves(v_pth), jax.tree.leaves(variables)):
         np.testing.assert_array_equal(a, b)
 
-    with pytest.raises(SystemExit, match="does not exist"):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
         main(["--model", "efficientnet_b0", "--checkpoint", str(tmp_path / "nope.pth")])
-    with pytest.raises(SystemExit, match="B0..B7"):
+    with pytest.raises(ValueError, match="B0..B7"):
         main(["--model", "vit_base", "--checkpoint", str(ckpt)])
 
     cfg = load_config("configs/late_supcon.py:early_fusion").model

@@ -6,7 +6,7 @@ over these):
 * ``runs``         -- what to train (``RunSpec``, ``Options``), its config, train/reuse/resume.
 * ``preflight``    -- fail before hours of training: missing datasets or ImageNet weights.
 * ``cached_eval``  -- evaluations of trained runs, cached next to each run; dataset roles.
-* ``stats``        -- mean +- sample std over seeds, the bootstrap AUC interval.
+* ``stats``        -- mean +- sample std over seeds, bootstrap AUC intervals (videos resampled).
 * ``table_writer`` -- the one Markdown + CSV table writer.
 * ``tables``       -- Tables I-V: which run/metric fills each cell, computed over seeds, written.
 * ``cost``         -- Table VI: parameters, FLOPs, latency and throughput, measured here.

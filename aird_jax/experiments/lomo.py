@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from aird_jax import evaluate as ev
+from aird_jax.cli import UserError
+from aird_jax.cli import run as run_cli
 from aird_jax.config import load_config
 from aird_jax.data import index
 from aird_jax.experiments.cached_eval import cached_evaluation
@@ -42,7 +44,7 @@ from aird_jax.experiments.runs import (
     method_variants,
     run_config,
 )
-from aird_jax.experiments.stats import bootstrap_frame_auc_ci, fmt_mean_std
+from aird_jax.experiments.stats import bootstrap_result_auc_ci, fmt_mean_std
 from aird_jax.experiments.table_writer import write_table_files
 
 DEFAULT_VARIANTS = ("late_supcon", "rgb_only", "freq_only")
@@ -145,10 +147,12 @@ def _train_seconds(workdir: Path, t0: float) -> float:
     return float(marker["train_seconds"])
 
 
-def _seed_results(spec: RunSpec, seed: int, lo: LomoOptions, opts: Options, seen, row, log):
+def _seed_results(
+    spec: RunSpec, seed: int, lo: LomoOptions, opts: Options, seen, row, log, position=None
+):
     """Train (or reuse) one seed, evaluate it on seen and held-out methods; append to ``row``."""
     t0 = time.perf_counter()
-    workdir = ensure_trained(spec, seed, opts, log)
+    workdir = ensure_trained(spec, seed, opts, log, position)
     train_s = _train_seconds(workdir, t0)
     run = ev.load_run_or_explain(workdir, "best")
     for prefix, methods in (("seen", seen), ("heldout", [lo.holdout])):
@@ -158,7 +162,7 @@ def _seed_results(spec: RunSpec, seed: int, lo: LomoOptions, opts: Options, seen
         row[f"{prefix}_eer"].append(100 * m["eer"])
         row[f"{prefix}_acc"].append(100 * m["acc"])
         row[f"n_{prefix}"].append(f"{m['n']} ({m['n_pos']} fake)")
-        row[f"{prefix}_ci"].append(bootstrap_frame_auc_ci(res))
+        row[f"{prefix}_ci"].append(bootstrap_result_auc_ci(res))
     row["val_auc"].append(100 * float(run.val_metrics.get("frame_auc", math.nan)))
     row["step"].append(int(run.step))
     row["train_s"].append(train_s)
@@ -206,11 +210,13 @@ def lomo(lo: LomoOptions, log: Callable[[str], None] = _say) -> tuple[Path, Path
     opts = Options(results=results, seeds=tuple(lo.seeds), smoke=False, verbose=lo.verbose)
     overrides = data_overrides(lo, faces, data_root, seen)
     rows = []
-    for v in lo.variants:
+    n_runs = len(lo.variants) * len(lo.seeds)
+    for i, v in enumerate(lo.variants):
         spec = RunSpec(f"{v}_without-{lo.holdout}", f"quickstart,{v}", overrides=overrides)
         row: dict[str, Any] = {"variant": v, "seeds": list(lo.seeds), **{k: [] for k in PER_SEED}}
-        for s in lo.seeds:
-            _seed_results(spec, s, lo, opts, seen, row, log)
+        for j, s in enumerate(lo.seeds):
+            position = (i * len(lo.seeds) + j + 1, n_runs)
+            _seed_results(spec, s, lo, opts, seen, row, log, position)
         rows.append(row)
     return write_tables(results, lo.holdout, seen, rows, _scale_note(lo, faces, spec))
 
@@ -219,7 +225,8 @@ def lomo(lo: LomoOptions, log: Callable[[str], None] = _say) -> tuple[Path, Path
 LOMO_NOTE = (
     "AUC in %, frame level (face_folder stores one image per 'video', so video level is "
     "identical). Mean (± sample std) over seeds; for one seed, [95% bootstrap interval "
-    "over the test images, stratified by class, 1000 resamples]: the test sets are small, "
+    "of the frame AUC, resampling test VIDEOS with all their frames (frames of a video are "
+    "not independent), stratified by class, 1000 resamples]: the test sets are small, "
     "so gaps inside these intervals are noise. Drop = held-out - seen. Train time = wall "
     "clock of training, "
     "including compilation and per-epoch validation."
@@ -365,21 +372,25 @@ def options_from_args(args: argparse.Namespace) -> LomoOptions:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The LOMO CLI: run the study, print the table; 2 on a problem the user must fix."""
+    """The LOMO CLI: run the study, print the table; a problem the user must fix ends in one
+    ``error: ...`` line and status 2 (``--verbose`` / AIRD_VERBOSE=1 add the traceback)."""
     p = build_parser()
     args = p.parse_args(argv)
     if len(set(args.seeds)) != len(args.seeds):
         p.error(f"--seeds has duplicates: {args.seeds}")
     t0 = time.perf_counter()
-    try:
-        md, csv_path = lomo(options_from_args(args))
-    except (ReproduceError, ev.EvaluationError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print()
-    print(md.read_text(), end="")
-    print(f"\nwrote {md} and {csv_path} in {time.perf_counter() - t0:.0f}s")
-    return 0
+
+    def body() -> int:
+        try:
+            md, csv_path = lomo(options_from_args(args))
+        except (ReproduceError, ev.EvaluationError) as e:
+            raise UserError(str(e)) from e
+        print()
+        print(md.read_text(), end="")
+        print(f"\nwrote {md} and {csv_path} in {time.perf_counter() - t0:.0f}s")
+        return 0
+
+    return run_cli(body, argv)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from aird_jax.cli import UserError
+from aird_jax.cli import run as run_cli
 from aird_jax.evaluate import EvaluationError
 from aird_jax.experiments import paper_tables
 from aird_jax.experiments.cost import compute_table6
@@ -107,7 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="Table VI batch for throughput (default 256 on GPU, 32 on CPU, smoke 8)",
     )
-    p.add_argument("--progress", action="store_true", help="progress bars for evaluation")
+    p.add_argument(
+        "--progress",
+        action="store_true",
+        help="progress bars for training steps and evaluation (every run always prints a line "
+        "per epoch)",
+    )
     p.add_argument(
         "--verbose",
         action="store_true",
@@ -132,22 +139,26 @@ def options_from_args(args: argparse.Namespace) -> Options:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The reproduce CLI: build the table, print it; 2 on a problem the user must fix."""
+    """The reproduce CLI: build the table, print it; a problem the user must fix ends in one
+    ``error: ...`` line and status 2 (``--verbose`` / AIRD_VERBOSE=1 add the traceback)."""
     p = build_parser()
     args = p.parse_args(argv)
     if args.seeds and len(set(args.seeds)) != len(args.seeds):
         p.error(f"--seeds has duplicates: {list(args.seeds)}")
     opts = options_from_args(args)
     t0 = time.perf_counter()
-    try:
-        out = reproduce(args.table, opts)
-    except (ReproduceError, EvaluationError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print()
-    print(out["md"].read_text(), end="")
-    print(f"\nwrote {out['md']} and {out['csv']} in {time.perf_counter() - t0:.0f}s")
-    return 0
+
+    def body() -> int:
+        try:
+            out = reproduce(args.table, opts)
+        except (ReproduceError, EvaluationError) as e:
+            raise UserError(str(e)) from e
+        print()
+        print(out["md"].read_text(), end="")
+        print(f"\nwrote {out['md']} and {out['csv']} in {time.perf_counter() - t0:.0f}s")
+        return 0
+
+    return run_cli(body, argv)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -147,12 +148,32 @@ def run_dir(run: RunSpec, seed: int, opts: Options) -> Path:
     return opts.results / "runs" / f"{run.key}_seed{seed}"
 
 
-def ensure_trained(run: RunSpec, seed: int, opts: Options, log: Callable[[str], None]) -> Path:
-    """Train (or reuse / resume) ``run`` for ``seed``; returns its workdir."""
+# Lines of the training output echoed to the console while a run trains quietly (the rest stays
+# in <run>/train_log.txt): train.py prints one "epoch k/N: ..." line per epoch.
+PROGRESS_LINE = re.compile(r"^(epoch \d+/\d+\b|Resuming from )")
+INDENT = "          "
+
+
+def ensure_trained(
+    run: RunSpec,
+    seed: int,
+    opts: Options,
+    log: Callable[[str], None],
+    position: tuple[int, int] | None = None,
+) -> Path:
+    """Train (or reuse / resume) ``run`` for ``seed``; returns its workdir.
+
+    Says before training which run it is (``position`` = (i, n): run i of n) and where its full
+    output goes (``<run>/train_log.txt``); while it trains quietly (not ``opts.verbose``) each
+    epoch's line is echoed through ``log``, so a long run is never silent. ``opts.progress``
+    adds the training step bar (on stderr).
+    """
     workdir = run_dir(run, seed, opts)
     cfg = run_config(run, seed, opts.smoke, opts.overrides)
     fp = config_fingerprint(cfg)
+    cfg.train.progress = bool(opts.progress)  # cosmetic (not in the fingerprint)
     marker = workdir / MARKER
+    where = f"[{position[0]}/{position[1]}] " if position else ""
     if marker.exists():
         done = json.loads(marker.read_text())
         if done.get("config") != fp:
@@ -160,26 +181,39 @@ def ensure_trained(run: RunSpec, seed: int, opts: Options, log: Callable[[str], 
                 f"{workdir} holds a run trained with a different config than this command "
                 f"needs ({run.key}, seed {seed}). Delete that folder or use another --results."
             )
-        log(f"  reuse   {workdir.relative_to(opts.results)} (finished)")
+        log(f"  {where}reuse   {workdir.relative_to(opts.results)} (finished)")
         return workdir
-    state = "resume " if workdir.exists() else "train  "
-    log(f"  {state} {workdir.relative_to(opts.results)} ...")
+    log_path = workdir / "train_log.txt"
+    what = "resuming" if workdir.exists() else "training"
+    log(
+        f"  {where}{what} {run.key} seed {seed} -> {log_path}"
+        + ("" if opts.verbose else " (one line per epoch below; full output in that file)")
+    )
     t0 = time.perf_counter()
     workdir.mkdir(parents=True, exist_ok=True)
-    log_path = workdir / "train_log.txt"
+    console = sys.stdout
+    tag = f"{run.key} seed {seed}"
+
+    def progress(line: str) -> None:
+        if PROGRESS_LINE.match(line):
+            with contextlib.redirect_stdout(console):  # log may print: not into the log file
+                log(f"{INDENT}{tag}: {line.strip()}")
+
     with (
         log_path.open("a") as f,
-        contextlib.redirect_stdout(_Tee(f, sys.stdout if opts.verbose else None)),
+        contextlib.redirect_stdout(
+            _Tee(f, console if opts.verbose else None, on_line=None if opts.verbose else progress)
+        ),
     ):
         try:
             summary = (opts.trainer or train.train_and_evaluate)(cfg, str(workdir))
         except BaseException:
-            log(f"          FAILED; training output is in {log_path}")
+            log(f"{INDENT}FAILED; training output is in {log_path}")
             raise
     marker.write_text(
         json.dumps({"config": fp, "summary": summary}, indent=2, sort_keys=True, default=_default)
     )
-    log(f"          done in {time.perf_counter() - t0:.0f}s")
+    log(f"{INDENT}{tag} done in {time.perf_counter() - t0:.0f}s")
     return workdir
 
 
@@ -190,14 +224,21 @@ def _default(v: Any) -> Any:
 
 
 class _Tee:
-    """File-like: training output goes to the run's log file, and optionally to the console."""
+    """File-like: training output goes to the run's log file, optionally to the console, and
+    (``on_line``) each complete line to a callback."""
 
-    def __init__(self, *streams):
+    def __init__(self, *streams, on_line: Callable[[str], None] | None = None):
         self.streams = [s for s in streams if s is not None]
+        self.on_line = on_line
+        self._partial = ""
 
     def write(self, text: str) -> int:
         for s in self.streams:
             s.write(text)
+        if self.on_line is not None:
+            *lines, self._partial = (self._partial + text).split("\n")
+            for line in lines:
+                self.on_line(line)
         return len(text)
 
     def flush(self) -> None:

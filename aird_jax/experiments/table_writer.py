@@ -43,3 +43,13 @@ def write_table_files(
 def csv_num(v: float | None, digits: int = 6) -> str:
     """A CSV number with fixed decimals; empty for a missing or non-finite value."""
     return "" if v is None or not math.isfinite(v) else f"{v:.{digits}f}"
+
+
+def fmt_measured(v: float, digits: int = 2, significant: int = 3) -> str:
+    """A measured quantity with ``digits`` decimals, or more when that would hide it: at least
+    ``significant`` significant digits (a smoke model's 0.0123 G FLOPs prints as ``0.0123``,
+    not ``0.01``; 4.4712 G prints as ``4.47``). Zero and non-finite values keep ``digits``."""
+    if v == 0 or not math.isfinite(v):
+        return f"{v:.{digits}f}"
+    decimals = max(digits, significant - 1 - math.floor(math.log10(abs(v))))
+    return f"{v:.{decimals}f}"

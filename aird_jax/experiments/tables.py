@@ -26,7 +26,7 @@ from aird_jax.experiments.runs import (
     implemented,
 )
 from aird_jax.experiments.stats import fmt_mean_std, mean_std
-from aird_jax.experiments.table_writer import csv_num, write_table_files
+from aird_jax.experiments.table_writer import csv_num, fmt_measured, write_table_files
 from aird_jax.models import registered_models
 
 # ------------------------------------------------------------------------ rows of the tables
@@ -198,7 +198,11 @@ def compute_table(n: int, opts: Options, log: Callable[[str], None]) -> list[Lin
         roles.update(cell.roles())
     check_datasets(roles, opts, n)
     check_pretrained(runs, opts, n)
-    workdirs = {(r, s): ensure_trained(r, s, opts, log) for r in runs for s in opts.seeds}
+    todo = [(r, s) for r in runs for s in opts.seeds]
+    workdirs = {
+        (r, s): ensure_trained(r, s, opts, log, position=(i, len(todo)))
+        for i, (r, s) in enumerate(todo, 1)
+    }
     ev = (opts.evaluator_cls or Evaluator)(opts, log)
     paper = paper_rows(n)
     lines: list[Line] = []
@@ -301,7 +305,7 @@ def _md_rows(n: int, lines: list[Line], seeds: str) -> list[list[str]]:
                 ln.row,
                 ln.column,
                 fmt_paper(ln.paper),
-                ln.status if ln.video is None else f"{ln.video[0]:.{_digits(ln)}f}",
+                ln.status if ln.video is None else fmt_measured(ln.video[0], _digits(ln)),
                 ln.unit,
             ]
             for ln in lines

@@ -7,10 +7,12 @@ ignored (BatchNorm ``num_batches_tracked``, the ImageNet ``classifier``) and our
 source are listed in the error, as are shape mismatches.
 
 Weights file: flax msgpack of ``{"params", "batch_stats"}`` (numpy arrays) plus a sidecar
-``<file>.json`` recording the model, padding, source name and the source file's sha256.
+``<file>.json`` (``efficientnet_b4.msgpack`` -> ``efficientnet_b4.msgpack.json``) recording the
+model, padding, source name and the source file's sha256.
 
 ``main`` is the command line of ``scripts/port_weights.py`` (download or read a checkpoint, port
-it, write the weights file).
+it, write the weights file); ``cli_main`` runs it the way a terminal user sees it: a fault ends
+in one ``error: ...`` line.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import argparse
 import hashlib
 import json
 import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization, traverse_util
 
+from aird_jax.cli import UserError
+from aird_jax.cli import run as run_cli
 from aird_jax.models.efficientnet import VARIANTS, EfficientNet
 
 IGNORED_KEY_PATTERNS = (r".*\.num_batches_tracked$", r"^classifier\..*")
@@ -130,26 +135,50 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+
+
 def load_state_dict(path: str | Path) -> dict[str, np.ndarray]:
-    """Flat ``{key: array}`` from ``.safetensors`` (no torch needed) or ``.pth``/``.bin``."""
+    """Flat ``{key: array}`` from ``.safetensors`` (no torch needed) or ``.pth``/``.bin``.
+
+    A file that cannot be read (not a checkpoint, truncated, ``.pth`` without torch) is a
+    :class:`~aird_jax.cli.UserError` naming the file and what to do.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     if path.suffix == ".safetensors":
         from safetensors.numpy import load_file
 
-        return dict(load_file(str(path)))
+        try:
+            return dict(load_file(str(path)))
+        except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
+            raise UserError(
+                f"{path} is not a readable .safetensors checkpoint ({_first_line(e)}); "
+                "download it again (it may be truncated or an HTML error page)"
+            ) from e
     try:
         import torch
-    except ImportError as e:  # pragma: no cover - torch is in the test extra
-        raise ImportError(
-            f"reading {path.name} needs torch (pip install torch); or use a .safetensors file"
+    except ImportError as e:
+        raise UserError(
+            f"reading {path.name} needs torch, which is not installed: pip install torch (or "
+            "'aird_jax[reference]'), or use the checkpoint's .safetensors file (needs no torch)"
         ) from e
-    obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - pickle / zip / torch errors: one clear message
+        raise UserError(
+            f"{path} is not a readable PyTorch checkpoint ({_first_line(e)}); download it "
+            "again, or use the checkpoint's .safetensors file"
+        ) from e
     for nest in ("state_dict", "model", "state_dict_ema"):
         if isinstance(obj, dict) and nest in obj and isinstance(obj[nest], dict):
             obj = obj[nest]
             break
+    if not isinstance(obj, dict):
+        raise UserError(f"{path} holds a {type(obj).__name__}, not a state dict of tensors")
     out = {}
     for k, v in obj.items():
         k = k.removeprefix("module.")
@@ -191,8 +220,9 @@ PORT_USAGE = """Port timm EfficientNet ImageNet weights to an aird_jax weights f
   # offline, from a local checkpoint (.safetensors needs no torch; .pth/.bin needs torch)
   python scripts/port_weights.py --model tf_efficientnet_b4 --checkpoint model.safetensors
 
-Writes ``--out`` (flax msgpack of {"params", "batch_stats"}) and ``--out``.json (model, padding,
-source, sha256 of the source file). Point ``model.pretrained`` at ``--out``.
+Writes ``--out`` (flax msgpack of {"params", "batch_stats"}) and the sidecar ``--out``.json, e.g.
+efficientnet_b4.msgpack.json (model, padding, source, sha256 of the source file). Point
+``model.pretrained`` at ``--out``.
 """
 
 
@@ -201,7 +231,7 @@ def download_timm(source: str) -> Path:
     try:
         from huggingface_hub import hf_hub_download
     except ImportError as e:
-        raise SystemExit(
+        raise UserError(
             "--source needs huggingface_hub: pip install 'aird_jax[download]'; or download the "
             "checkpoint yourself and pass --checkpoint FILE"
         ) from e
@@ -212,7 +242,7 @@ def download_timm(source: str) -> Path:
             return Path(hf_hub_download(repo_id=repo, filename=filename))
         except Exception as e:  # noqa: BLE001 - report every attempt, then fail clearly
             errors.append(f"{filename}: {type(e).__name__}: {e}")
-    raise SystemExit(
+    raise UserError(
         f"could not download {repo} from the Hugging Face Hub:\n  "
         + "\n  ".join(errors)
         + "\nOffline? Download the checkpoint elsewhere and pass --checkpoint FILE."
@@ -237,19 +267,16 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--out", help=f"output file (default {DEFAULT_OUT_DIR}/<model>.msgpack)")
     args = ap.parse_args(argv)
 
-    try:
-        variant, padding = resolve_model_name(args.model)
-    except ValueError as e:
-        raise SystemExit(str(e)) from e
+    variant, padding = resolve_model_name(args.model)
     if args.source and resolve_model_name(args.source)[1] != padding:
-        raise SystemExit(f"--source {args.source} and --model {args.model} disagree on padding")
+        raise UserError(f"--source {args.source} and --model {args.model} disagree on padding")
     ckpt = download_timm(args.source) if args.source else Path(args.checkpoint)
     if not ckpt.is_file():
-        raise SystemExit(f"checkpoint {ckpt} does not exist")
+        raise FileNotFoundError(f"checkpoint {ckpt} does not exist; check the --checkpoint path")
     try:
         variables = port_timm_efficientnet(load_state_dict(ckpt), args.model)
     except ValueError as e:
-        raise SystemExit(f"{ckpt}: {e}") from e
+        raise UserError(f"{ckpt}: {e}") from e
     out = Path(args.out) if args.out else DEFAULT_OUT_DIR / f"{args.model}.msgpack"
     meta = {
         "model": args.model,
@@ -261,10 +288,25 @@ def main(argv: list[str] | None = None) -> Path:
     }
     save_variables(variables, out, meta)
     print(
-        f"wrote {out} (+ {out.name}.json): {args.model} padding={padding} sha256={meta['sha256']}"
+        f"wrote {out} (+ {sidecar_path(out).name}): {args.model} padding={padding} "
+        f"sha256={meta['sha256']}"
     )
     print(
         f"use it with --config.model.backbone={variant} --config.model.padding={padding} "
         f"--config.model.pretrained={out}"
     )
     return out
+
+
+def cli_main(argv: list[str] | None = None) -> int:
+    """``main`` as a terminal command: 0 on success; a user's mistake (missing or unreadable
+    checkpoint, ``.pth`` without torch, wrong model name) prints one ``error: ...`` line and
+    returns 2 (``--verbose`` / ``AIRD_VERBOSE=1`` adds the traceback)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = [a for a in argv if a != "--verbose"]
+
+    def body() -> int:
+        main(args)
+        return 0
+
+    return run_cli(body, argv)

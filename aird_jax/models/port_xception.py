@@ -4,6 +4,9 @@
     python -m aird_jax.models.port_xception --checkpoint model.safetensors         # offline
     then train with --config.model.name=xception --config.model.pretrained=<out>
 
+A fault (missing or unreadable checkpoint, `.pth` without torch, offline download) ends in one
+`error: ...` line with exit status 2 (`--verbose` or AIRD_VERBOSE=1 adds the traceback).
+
 Sources: timm's `legacy_xception` (Cadene's port of the Keras ImageNet weights, hub id
 `timm/legacy_xception.tf_in1k`) as `.safetensors` or `.pth`, and checkpoints with the same layer
 names under a prefix (`module.`, `model.`) or with 2-D pointwise kernels (Cadene's original
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,6 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from aird_jax.cli import UserError
+from aird_jax.cli import run as run_cli
 from aird_jax.models import port as _port
 from aird_jax.models.baselines.xception import XceptionTrunk
 
@@ -56,7 +62,7 @@ def download_xception(source: str = DEFAULT_SOURCE, cache_dir: str | None = None
     try:
         from huggingface_hub import hf_hub_download
     except ImportError as e:
-        raise ImportError(
+        raise UserError(
             "Downloading needs huggingface_hub (pip install 'aird_jax[download]'); or pass a local "
             "checkpoint file instead."
         ) from e
@@ -184,6 +190,8 @@ def port_xception_checkpoint(
 
 
 def main(argv: list[str] | None = None) -> Path:
+    """Port and write; a user's mistake raises ``SystemExit(message)`` (``cli_main`` prints it
+    as one ``error: ...`` line)."""
     ap = argparse.ArgumentParser(
         prog="python -m aird_jax.models.port_xception",
         description="Port timm legacy_xception ImageNet weights for model.name=xception.",
@@ -195,6 +203,8 @@ def main(argv: list[str] | None = None) -> Path:
     args = ap.parse_args(argv)
     try:
         ckpt = download_xception(args.source) if args.source else Path(args.checkpoint)
+    except UserError as e:
+        raise SystemExit(str(e)) from e
     except Exception as e:  # noqa: BLE001 - offline, unknown repo, ...: one clear message
         raise SystemExit(
             f"could not download {args.source}: {type(e).__name__}: {e}\nOffline? Fetch "
@@ -202,12 +212,29 @@ def main(argv: list[str] | None = None) -> Path:
         ) from e
     try:
         out = port_xception_checkpoint(ckpt, args.out, args.source)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, UserError) as e:
         raise SystemExit(str(e)) from e
-    print(f"wrote {out} (+ {out.name}.json)")
+    print(f"wrote {out} (+ {_port.sidecar_path(out).name})")
     print(f"use it with --config.model.name=xception --config.model.pretrained={out}")
     return out
 
 
+def cli_main(argv: list[str] | None = None) -> int:
+    """``main`` as a terminal command: 0, or one ``error: ...`` line and 2 on a user's mistake."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = [a for a in argv if a != "--verbose"]
+
+    def body() -> int:
+        try:
+            main(args)
+        except SystemExit as e:
+            if isinstance(e.code, str):  # main's message for the user (argparse exits with 2)
+                raise UserError(e.code) from e
+            raise
+        return 0
+
+    return run_cli(body, argv)
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(cli_main())

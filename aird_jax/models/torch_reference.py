@@ -1,4 +1,4 @@
-"""PyTorch references for the tests and benchmarks (needs the ``test`` extra: torch, timm).
+"""PyTorch references for the tests and benchmarks (needs the ``reference`` extra: torch, timm).
 
 * ``import_timm``: timm imports torchvision, whose compiled ops may not load beside the installed
   torch build (``operator torchvision::nms does not exist`` from
@@ -51,7 +51,7 @@ class _TorchvisionStubFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader)
 def import_timm() -> Any:
     """``import timm`` despite a torchvision whose compiled ops do not load (see module doc)."""
     if importlib.util.find_spec("timm") is None:
-        raise ImportError("timm is not installed (pip install -e '.[test]')")
+        raise ImportError("timm is not installed (pip install -e '.[test,reference]')")
     name = "torchvision._meta_registrations"
     if "torchvision" not in sys.modules and name not in sys.modules:
         sys.modules[name] = types.ModuleType(name)
