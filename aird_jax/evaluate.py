@@ -138,8 +138,10 @@ def result_stem(
     extra = f"max{int(data_cfg.max_examples)}" if int(data_cfg.get("max_examples", 0)) else ""
     picked = index.parse_methods(data_cfg.get("methods", ""))
     only = "only-" + "-".join(picked) if picked else ""
+    source = index.source_key(data_cfg)  # face_folder: which folder (two never share a file)
+    src = f"src{source[:10]}" if source else ""
     return _slug(
-        data_cfg.name, data_cfg.config, split, only, degradation, frames, extra, f"step{step}"
+        data_cfg.name, data_cfg.config, src, split, only, degradation, frames, extra, f"step{step}"
     )
 
 

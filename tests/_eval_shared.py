@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import atexit
 import functools
-import importlib.util
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -20,22 +18,6 @@ from aird_jax.experiments.runs import OURS, ensure_trained
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
-
-
-@functools.cache
-def load_script(name: str):
-    """Import scripts/<name>.py as a module (scripts/ is not a package).
-
-    Only test_evaluate.py still uses this (for scripts/evaluate.py); the reproduction harness is
-    imported from the package (aird_jax.experiments). Remove once nothing calls it.
-    """
-    spec = importlib.util.spec_from_file_location(
-        f"_aird_script_{name}", ROOT / "scripts" / f"{name}.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses resolve their module through sys.modules
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @functools.cache

@@ -301,7 +301,7 @@ def test_xception_port_parity_float64_vs_timm(tmp_path):
     # imports it through aird_jax.models.torch_reference).
     for mod in ("torch", "timm", "safetensors"):
         if importlib.util.find_spec(mod) is None:
-            pytest.skip(f"{mod} is not installed (pip install -e '.[test]')")
+            pytest.skip(f"{mod} is not installed (pip install -e '.[test,reference]')")
     proc = subprocess.run(
         [sys.executable, __file__, "xception-parity", str(tmp_path)],
         capture_output=True,

@@ -12,10 +12,11 @@ import shutil
 import cv2
 import numpy as np
 import pytest
-from _eval_shared import SHARED_DATA, load_script, tiny_run_dir
+from _eval_shared import SHARED_DATA, tiny_run_dir
 from test_metrics import _naive_ap, _naive_auc, _naive_roc, _naive_tpr_at_fpr
 
 from aird_jax import evaluate as ev
+from aird_jax import evaluate_cli
 
 
 def roc_auc_score(y, s) -> float:
@@ -107,7 +108,7 @@ def test_evaluate_run_synthetic_writes_results(tmp_path, capsys):
     assert res["metrics"]["video"]["auc"] == pytest.approx(roc_auc_score(yv, sv), abs=1e-9)
 
     # The CLI on the same run: one-screen summary, and the same numbers (deterministic).
-    rc = load_script("evaluate").main(
+    rc = evaluate_cli.main(
         [
             "--workdir",
             str(workdir),
@@ -131,7 +132,7 @@ def test_evaluate_run_synthetic_writes_results(tmp_path, capsys):
 def test_missing_run_and_dataset_messages(tmp_path, capsys):
     with pytest.raises(ev.EvaluationError, match="python -m aird_jax.main"):
         ev.evaluate_run(tmp_path / "nope", split="test")
-    rc = load_script("evaluate").main(["--workdir", str(tmp_path), "--split", "test"])
+    rc = evaluate_cli.main(["--workdir", str(tmp_path), "--split", "test"])
     assert rc == 2 and "aird_jax.main" in capsys.readouterr().err
     workdir = tiny_run_dir()
     run = ev.load_run_or_explain(workdir)
@@ -252,7 +253,7 @@ def test_methods_filter_per_method_auc_and_all_splits(tmp_path, capsys):
     assert res_all["files"]["json"] != res["files"]["json"]
 
     # The CLI: --methods and --split all together, the new columns in the printed table.
-    rc = load_script("evaluate").main(
+    rc = evaluate_cli.main(
         [
             "--workdir",
             str(workdir),
@@ -280,7 +281,7 @@ def test_methods_filter_per_method_auc_and_all_splits(tmp_path, capsys):
     assert on_disk["n_frames"] == sum(c["real"] + c["m3"] for c in counts.values())
 
     # A method the dataset does not have: one line naming the ones it has.
-    rc = load_script("evaluate").main(
+    rc = evaluate_cli.main(
         [
             "--workdir",
             str(workdir),
@@ -302,7 +303,7 @@ def test_methods_filter_per_method_auc_and_all_splits(tmp_path, capsys):
 def test_evaluate_cli_errors_are_one_line(tmp_path, capsys, monkeypatch):
     """Missing run, bad --checkpoint, missing dataset, bad --batch-size: one 'error:' line."""
     monkeypatch.delenv("AIRD_VERBOSE", raising=False)
-    main = load_script("evaluate").main
+    main = evaluate_cli.main
     workdir = str(tiny_run_dir())
     split = ["--split", "test_heldout"]  # a split the tiny run's dataset has
     cases = {
@@ -320,3 +321,22 @@ def test_evaluate_cli_errors_are_one_line(tmp_path, capsys, monkeypatch):
         assert rc == 2, name
         assert err.startswith("error: "), (name, err)
         assert "Traceback" not in err and err.count("error:") == 1, (name, err)
+
+
+def test_two_face_folders_never_share_result_files(tmp_path):
+    """Evaluating face folder A, then B, must not overwrite A's JSON/ROC/scores."""
+    import cv2
+
+    run = ev.load_run_or_explain(tiny_run_dir())
+    stems = []
+    for name, n in (("a", 2), ("b", 3)):
+        for group in ("real", "fake/m"):
+            d = tmp_path / name / group
+            d.mkdir(parents=True)
+            for i in range(n):
+                cv2.imwrite(str(d / f"{i}.png"), np.full((8, 8, 3), i, np.uint8))
+        cfg = ev.eval_data_config(run.config, "face_folder", manual_dir=str(tmp_path / name))
+        stems.append(ev.result_stem(cfg, "test", None, None, run.step))
+    assert stems[0] != stems[1]
+    again = ev.eval_data_config(run.config, "face_folder", manual_dir=str(tmp_path / "a"))
+    assert ev.result_stem(again, "test", None, None, run.step) == stems[0]

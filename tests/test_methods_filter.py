@@ -94,6 +94,8 @@ def test_counts_and_contents_match_the_files(folder, methods):
     for split in ("train", "val", "test"):
         exp = _expected(top, split, kept)
         assert pipeline.num_examples(cfg, split) == len(exp), split
+        n_fake = sum(exp.values())
+        assert pipeline.class_counts(cfg, split) == {0: len(exp) - n_fake, 1: n_fake}, split
         got = {}
         for b in pipeline.eval_loader(cfg, split, batch_size=4):
             for img, lab, ok in zip(b["image"], b["label"], b["mask"]):

@@ -39,6 +39,7 @@ __all__ = [
     "record_index",
     "select",
     "select_train",
+    "source_key",
 ]
 
 
@@ -67,6 +68,13 @@ def _location(data_cfg) -> Location:
     root, manual, faces = (os.path.abspath(p) for p in (root / "tfds", manual, faces))
     source = cls.source_key(Path(manual), Path(faces))
     return (name, data_cfg.config or "", root, manual, faces, source)
+
+
+def source_key(data_cfg) -> str:
+    """What the dataset was built from, beyond its name and config ("" for most builders;
+    face_folder: the content fingerprint of its folder). Outputs derived from a build (e.g.
+    evaluation files) carry it, so two folders never share a result file."""
+    return _location(data_cfg)[5]
 
 
 def _make_builder(

@@ -86,6 +86,19 @@ def num_examples(data_cfg, split: str) -> int:
     return len(idx)
 
 
+def class_counts(data_cfg, split: str) -> dict[int, int]:
+    """``{0: n_real, 1: n_fake}`` of ``split``, selected as :func:`num_examples` counts it (before
+    balancing): read from the record index, no image decoded. Training refuses a split that
+    lacks a class before anything runs."""
+    builder = index.prepared_builder(data_cfg)
+    if split == data_cfg.train_split:
+        _, labels = index.select_train(builder, data_cfg)
+    else:
+        _, labels = index.select_eval(builder, data_cfg, split, None)
+    values, counts = np.unique(np.asarray(labels), return_counts=True)
+    return {0: 0, 1: 0} | {int(v): int(c) for v, c in zip(values, counts)}
+
+
 # --------------------------------------------------------------------------------------------
 # Train
 # --------------------------------------------------------------------------------------------
