@@ -221,7 +221,11 @@ class AirdBuilder(tfds.core.GeneratorBasedBuilder):
 
     def _log_download_bytes(self) -> None:
         # Replaces TFDS's "Downloading and preparing dataset Unknown size ...": nothing is
-        # downloaded, the build reads local files.
+        # downloaded, the build reads local files. Printed once the source is found (see
+        # _split_generators), so a missing dataset ends in its one error message alone.
+        pass
+
+    def _announce_build(self) -> None:
         cfg = f" ({self.builder_config.name})" if self.builder_config else ""
         print(
             f"Building {self.name}{cfg} from {self.source_description()} (first use) ...",
@@ -328,7 +332,9 @@ class AirdBuilder(tfds.core.GeneratorBasedBuilder):
         raise NotImplementedError
 
     def _split_generators(self, dl_manager):
-        return {s: self._indexed(s, it) for s, it in self._splits(dl_manager).items()}
+        splits = self._splits(dl_manager)  # raises DatasetMissingError when the source is absent
+        self._announce_build()
+        return {s: self._indexed(s, it) for s, it in splits.items()}
 
     def _checked_image(self, split: str, path: Path) -> bytes | None:
         """The bytes of an image file, or None (recorded in ``aird_skipped``) when the
