@@ -3,6 +3,7 @@ computations, and a scikit-learn fit that is an ordinary run folder for evaluate
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -189,14 +190,16 @@ def test_fit_is_a_run_folder_scored_like_sklearn(name, synthetic_folder, tmp_pat
     np.testing.assert_allclose(scores, ref.predict_proba(x_te[:, keep])[:, 1], atol=1e-5)
 
 
-def test_fit_cli_and_predict_threshold(synthetic_folder, tmp_path):
-    """The command line writes the same kind of run folder (config.json + fit_summary.json)."""
+def test_fit_cli_then_predict(synthetic_folder, tmp_path):
+    """The command line writes a run folder (config.json, fit_summary.json, checkpoints/best)
+    that ``python -m aird_jax.predict`` scores like any trained run; bad values end in one line."""
     workdir = tmp_path / "cli_run"
     args = [
         sys.executable, "-m", "aird_jax.spectral_fit",
         "--config", "configs/spectral.py:dct_stats",
         "--workdir", str(workdir),
         "--config.data.name=face_folder",
+        "--config.data.config=",
         f"--config.data.manual_dir={synthetic_folder}",
         f"--config.data.root={tmp_path / 'root'}",
         f"--config.data.image_size={SIZE}",
@@ -209,9 +212,18 @@ def test_fit_cli_and_predict_threshold(synthetic_folder, tmp_path):
     saved = json.loads((workdir / "config.json").read_text())["config"]
     assert saved["model"]["name"] == "dct_stats"
     assert json.loads((workdir / "fit_summary.json").read_text())["n_train"] == 80
-    bad = subprocess.run(args[:5] + [str(workdir), "--config.fit.C=-1"], cwd=REPO,
+    bad = subprocess.run(args[:6] + [str(tmp_path / "bad"), "--config.fit.C=-1"], cwd=REPO,
                          capture_output=True, text=True, timeout=600)  # fmt: skip
     assert bad.returncode == 2 and "fit.C must be > 0" in bad.stderr
+    out = tmp_path / "pred"
+    pred = subprocess.run(
+        [sys.executable, "-m", "aird_jax.predict", "--workdir", str(workdir), "--no-detect",
+         "--out", str(out), str(synthetic_folder / "test")],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert pred.returncode == 0, pred.stderr[-3000:]
+    rows = list(csv.DictReader(open(f"{out}.csv")))
+    assert len(rows) == 40
 
 
 # ------------------------------------------------------------------------------ real data
