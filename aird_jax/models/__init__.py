@@ -8,7 +8,7 @@
   in ``port`` (timm EfficientNet) and ``port_xception``.
 """
 
-from aird_jax.models import baselines, detector
+from aird_jax.models import baselines, detector, spectral
 from aird_jax.models.pretrained import load_pretrained, port_command
 from aird_jax.models.registry import (
     BACKBONE,
@@ -36,6 +36,7 @@ __all__ = [
     "path_names",
     "port_command",
     "register_model",
+    "spectral",
     "registered_models",
     "validate_model_config",
 ]
