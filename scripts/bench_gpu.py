@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from functools import partial
@@ -109,48 +110,49 @@ def jax_train(a, batch: int):
 
 
 # -------------------------------------------------------------------------------- PyTorch
-def torch_or_none():
-    """(torch, timm) when a CUDA PyTorch and timm are importable, else None."""
+def torch_or_none(allow_cpu: bool):
+    """(torch, timm, device) when a CUDA PyTorch (or, with ``allow_cpu``, any PyTorch) and timm
+    are importable, else None."""
     try:
         import torch
 
         from aird_jax.models.torch_reference import import_timm
 
-        if not torch.cuda.is_available():
+        if not (torch.cuda.is_available() or allow_cpu):
             return None
-        return torch, import_timm()
+        return torch, import_timm(), "cuda" if torch.cuda.is_available() else "cpu"
     except Exception:  # noqa: BLE001 - any import failure means: no reference
         return None
 
 
 def torch_forward(ref, a, batch: int, dtype: str):
-    torch, timm = ref
+    torch, timm, dev = ref
     model = timm.create_model("efficientnet_b4", pretrained=False, num_classes=0)
-    model = model.cuda().eval().to(memory_format=torch.channels_last)
-    x = torch.rand(batch, 3, a.size, a.size, device="cuda")
+    model = model.to(dev).eval().to(memory_format=torch.channels_last)
+    x = torch.rand(batch, 3, a.size, a.size, device=dev)
     x = x.contiguous(memory_format=torch.channels_last)
     amp = dtype == "bfloat16"
 
     @torch.inference_mode()
     def run():
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+        with torch.autocast(dev, dtype=torch.bfloat16, enabled=amp):
             return model(x)
 
     return run
 
 
 def torch_train(ref, a, batch: int):
-    torch, timm = ref
+    torch, timm, dev = ref
     body = timm.create_model("efficientnet_b4", pretrained=False, num_classes=0)
     model = torch.nn.Sequential(body, torch.nn.Linear(body.num_features, 2))
-    model = model.cuda().train().to(memory_format=torch.channels_last)
+    model = model.to(dev).train().to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    x = torch.rand(batch, 3, a.size, a.size, device="cuda")
+    x = torch.rand(batch, 3, a.size, a.size, device=dev)
     x = x.contiguous(memory_format=torch.channels_last)
-    y = torch.arange(batch, device="cuda") % 2
+    y = torch.arange(batch, device=dev) % 2
 
     def run():
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast(dev, dtype=torch.bfloat16):
             loss = torch.nn.functional.cross_entropy(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -160,11 +162,24 @@ def torch_train(ref, a, batch: int):
     return run
 
 
+def add(out: list[dict], r: dict) -> None:
+    """Keep a row; say so on stderr (the table comes at the end)."""
+    out.append(r)
+    print(f"measured {r['row']} batch {r['batch']} {r['dtype']}", file=sys.stderr, flush=True)
+
+
+def release(ref) -> None:
+    """Hand PyTorch's cached GPU memory back before the next JAX row."""
+    if ref[2] == "cuda":
+        ref[0].cuda.empty_cache()
+
+
 # ----------------------------------------------------------------------------------- main
 def rows(a, ref) -> list[dict]:
     """Every measurement, as dicts (table rows and the JSON line)."""
     jsync = jax.block_until_ready
-    tsync = (lambda _: ref[0].cuda.synchronize()) if ref else None
+    cuda = ref is not None and ref[2] == "cuda"
+    tsync = (lambda _: ref[0].cuda.synchronize()) if cuda else (lambda _: None)
     out = []
     for dtype in ("float32", "bfloat16"):
         for b in a.fwd_batch:
@@ -173,14 +188,16 @@ def rows(a, ref) -> list[dict]:
             r["compile_s"] = comp
             if ref:
                 r["torch_img_s"], _ = throughput(torch_forward(ref, a, b, dtype), b, a.iters, tsync)
-            out.append(r)
+                release(ref)
+            add(out, r)
     for b in a.train_batch:
         ips, comp = throughput(jax_train(a, b), b, a.iters, jsync)
         r = {"row": "train_step", "batch": b, "dtype": "bfloat16", "jax_img_s": ips}
         r["compile_s"] = comp
         if ref:
             r["torch_img_s"], _ = throughput(torch_train(ref, a, b), b, a.iters, tsync)
-        out.append(r)
+            release(ref)
+        add(out, r)
     for dtype in ("float32", "bfloat16"):
         comp, per = timings(jax_forward(a, 1, dtype), a.latency_iters, jsync)
         r = {"row": "latency_b1", "batch": 1, "dtype": dtype, "compile_s": comp}
@@ -188,7 +205,7 @@ def rows(a, ref) -> list[dict]:
         if ref:
             _, tper = timings(torch_forward(ref, a, 1, dtype), a.latency_iters, tsync)
             r["torch_p50_ms"], r["torch_p99_ms"] = np.percentile(tper * 1e3, [50, 99]).tolist()
-        out.append(r)
+        add(out, r)
     for r in out:
         if "torch_img_s" in r:
             r["ratio"] = r["jax_img_s"] / r["torch_img_s"]
@@ -201,15 +218,15 @@ def print_table(out: list[dict]) -> None:
     def f(v, w, p=1):
         return f"{v:{w}.{p}f}" if isinstance(v, float) else f"{'-':>{w}}"
 
-    head = f"{'row':<12}{'batch':>6}{'dtype':>10}{'jax':>12}{'torch':>12}{'ratio':>8}"
+    head = f"{'row':<12}{'batch':>6}{'dtype':>10}{'jax':>14}{'torch':>16}{'ratio':>8}"
     print(f"{head}{'compile s':>11}")
     for r in out:
         if r["row"] == "latency_b1":
             jax_s = f"{r['jax_p50_ms']:.2f}/{r['jax_p99_ms']:.2f}"
             t = f"{r['torch_p50_ms']:.2f}/{r['torch_p99_ms']:.2f}" if "torch_p50_ms" in r else "-"
-            j, t = f"{jax_s:>12}", f"{t:>12}"
+            j, t = f"{jax_s:>14}", f"{t:>16}"
         else:
-            j, t = f(r["jax_img_s"], 12), f(r.get("torch_img_s"), 12)
+            j, t = f(r["jax_img_s"], 14), f(r.get("torch_img_s"), 16)
         print(
             f"{r['row']:<12}{r['batch']:>6}{r['dtype']:>10}{j}{t}{f(r.get('ratio'), 8, 2)}"
             f"{f(r['compile_s'], 11)}"
@@ -228,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--allow-cpu", action="store_true", help="run on CPU (to check the script)")
     a = p.parse_args(argv)
+    # JAX and PyTorch share the GPU: no 75 % preallocation by JAX (read when the backend starts).
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     try:
         gpus = jax.devices("gpu")
     except RuntimeError:
@@ -240,11 +259,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     dev = jax.devices()[0]
-    ref = None if a.no_torch or not gpus else torch_or_none()
+    ref = None if a.no_torch else torch_or_none(a.allow_cpu)
     print(
         f"device: {jax.local_device_count()} x {dev.device_kind} ({dev.platform}); jax "
         f"{jax.__version__}; {a.backbone} @ {a.size}px; PyTorch reference: "
-        f"{'torch ' + ref[0].__version__ if ref else 'none'}",
+        f"{f'torch {ref[0].__version__} ({ref[2]})' if ref else 'none'}",
         flush=True,
     )
     out = rows(a, ref)

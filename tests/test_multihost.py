@@ -28,7 +28,8 @@ TIMEOUT_S = 300  # per group of processes; the whole test takes about a minute o
 
 CHILD = textwrap.dedent(
     """
-    import json, sys
+    import json, signal, sys
+    signal.alarm(600)  # never outlive the test, even if it is killed before its cleanup
     import jax
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # multi-process CPU
     from aird_jax.parallel import maybe_initialize_distributed
