@@ -1,0 +1,277 @@
+"""One-command GPU benchmark (a few minutes on one GPU): prints a table, then one JSON line.
+
+    python scripts/bench_gpu.py            # on a CUDA machine (pip install -U "jax[cuda12]")
+
+Rows, JAX side (compile time reported separately; throughput excludes it):
+* B4 forward (eval mode, RGB backbone), images/s: batch 64 and 256, float32 and bfloat16
+  (``model.dtype``; parameters stay float32);
+* detector train step (B4 late fusion + frequency stream, CE + SupCon, Adam, cross-replica BN,
+  donated state: ``train.make_train_step`` through ``parallel.make_parallel(cfg).compile_step``),
+  bfloat16, batch 32 and 128;
+* batch-1 B4 forward latency, p50/p99 in ms, float32 and bfloat16.
+
+Reference in the same process when a CUDA PyTorch and timm are importable: timm
+``efficientnet_b4``, channels_last, autocast (bfloat16 rows) or float32; the train row is timm B4 +
+a linear head with cross-entropy and Adam (no frequency stream or SupCon: it does less work than the
+JAX row). ``ratio`` = JAX / PyTorch throughput (or PyTorch / JAX latency): above 1, JAX is faster.
+
+Without a GPU it prints ``no GPU: ...`` and exits 0 (``--allow-cpu`` runs the same code on CPU,
+e.g. with ``--backbone efficientnet_tiny --size 32`` to check the script itself).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from aird_jax import train
+from aird_jax.config import load_config
+from aird_jax.models.efficientnet import EfficientNet
+from aird_jax.parallel import make_parallel
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def timings(fn, iters: int, sync) -> tuple[float, np.ndarray]:
+    """(seconds of the first call, which compiles; per-call seconds of ``iters`` timed calls
+    after one more warm-up call)."""
+    t0 = time.perf_counter()
+    sync(fn())
+    first = time.perf_counter() - t0
+    sync(fn())
+    per = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        sync(fn())
+        per.append(time.perf_counter() - t0)
+    return first, np.asarray(per)
+
+
+def throughput(fn, batch: int, iters: int, sync) -> tuple[float, float]:
+    """(images/s over ``iters`` back-to-back calls, compile seconds)."""
+    t0 = time.perf_counter()
+    sync(fn())
+    compile_s = time.perf_counter() - t0
+    sync(fn())
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        out = fn()
+    sync(out)
+    return batch * iters / (time.perf_counter() - t0), compile_s
+
+
+# ------------------------------------------------------------------------------------ JAX
+def jax_forward(a, batch: int, dtype: str):
+    """A zero-argument jitted B4 forward (random weights: only speed is measured)."""
+    model = EfficientNet(a.backbone, dtype=DTYPES[dtype])
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.uniform(size=(batch, a.size, a.size, 3)), jnp.float32)
+    shapes = jax.eval_shape(partial(model.init, train=False), jax.random.key(0), x)
+    variables = jax.tree.map(lambda s: jnp.asarray(rng.normal(0, 0.05, s.shape), s.dtype), shapes)
+    variables["batch_stats"] = jax.tree.map(jnp.abs, variables["batch_stats"])
+    fwd = jax.jit(partial(model.apply, train=False))
+    return lambda: fwd(variables, x)
+
+
+def jax_train(a, batch: int):
+    """A zero-argument detector train step (bfloat16, donated state), as train.py runs it."""
+    cfg = load_config("configs/late_supcon.py")
+    cfg.model.backbone, cfg.data.image_size = a.backbone, a.size
+    cfg.model.dtype, cfg.model.pretrained = "bfloat16", ""
+    n = jax.local_device_count()
+    cfg.train.batch_size, cfg.train.eval_batch_size = max(n, batch // n * n), n
+    par = make_parallel(cfg)
+    model, hs, tx, _ = train.init_state(cfg, 100)
+    step = par.compile_step(train.make_train_step(cfg, model, tx))
+    box = {"state": par.put_state(hs)}
+    key = par.put_state(train.seed_key_data(0))
+    rng = np.random.default_rng(0)
+    b = cfg.train.batch_size
+    xb = par.put_batch(
+        {
+            "image": rng.uniform(0, 1, (b, a.size, a.size, 3)).astype(np.float32),
+            "label": (np.arange(b) % 2).astype(np.int32),
+        }
+    )
+
+    def run():
+        box["state"], m = step(box["state"], xb, key)  # the old state is donated
+        return m
+
+    return run
+
+
+# -------------------------------------------------------------------------------- PyTorch
+def torch_or_none(allow_cpu: bool):
+    """(torch, timm, device) when a CUDA PyTorch (or, with ``allow_cpu``, any PyTorch) and timm
+    are importable, else None."""
+    try:
+        import torch
+
+        from aird_jax.models.torch_reference import import_timm
+
+        if not (torch.cuda.is_available() or allow_cpu):
+            return None
+        return torch, import_timm(), "cuda" if torch.cuda.is_available() else "cpu"
+    except Exception:  # noqa: BLE001 - any import failure means: no reference
+        return None
+
+
+def torch_forward(ref, a, batch: int, dtype: str):
+    torch, timm, dev = ref
+    model = timm.create_model("efficientnet_b4", pretrained=False, num_classes=0)
+    model = model.to(dev).eval().to(memory_format=torch.channels_last)
+    x = torch.rand(batch, 3, a.size, a.size, device=dev)
+    x = x.contiguous(memory_format=torch.channels_last)
+    amp = dtype == "bfloat16"
+
+    @torch.inference_mode()
+    def run():
+        with torch.autocast(dev, dtype=torch.bfloat16, enabled=amp):
+            return model(x)
+
+    return run
+
+
+def torch_train(ref, a, batch: int):
+    torch, timm, dev = ref
+    body = timm.create_model("efficientnet_b4", pretrained=False, num_classes=0)
+    model = torch.nn.Sequential(body, torch.nn.Linear(body.num_features, 2))
+    model = model.to(dev).train().to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    x = torch.rand(batch, 3, a.size, a.size, device=dev)
+    x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.arange(batch, device=dev) % 2
+
+    def run():
+        with torch.autocast(dev, dtype=torch.bfloat16):
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return run
+
+
+def add(out: list[dict], r: dict) -> None:
+    """Keep a row; say so on stderr (the table comes at the end)."""
+    out.append(r)
+    print(f"measured {r['row']} batch {r['batch']} {r['dtype']}", file=sys.stderr, flush=True)
+
+
+def release(ref) -> None:
+    """Hand PyTorch's cached GPU memory back before the next JAX row."""
+    if ref[2] == "cuda":
+        ref[0].cuda.empty_cache()
+
+
+# ----------------------------------------------------------------------------------- main
+def rows(a, ref) -> list[dict]:
+    """Every measurement, as dicts (table rows and the JSON line)."""
+    jsync = jax.block_until_ready
+    cuda = ref is not None and ref[2] == "cuda"
+    tsync = (lambda _: ref[0].cuda.synchronize()) if cuda else (lambda _: None)
+    out = []
+    for dtype in ("float32", "bfloat16"):
+        for b in a.fwd_batch:
+            ips, comp = throughput(jax_forward(a, b, dtype), b, a.iters, jsync)
+            r = {"row": "b4_forward", "batch": b, "dtype": dtype, "jax_img_s": ips}
+            r["compile_s"] = comp
+            if ref:
+                r["torch_img_s"], _ = throughput(torch_forward(ref, a, b, dtype), b, a.iters, tsync)
+                release(ref)
+            add(out, r)
+    for b in a.train_batch:
+        ips, comp = throughput(jax_train(a, b), b, a.iters, jsync)
+        r = {"row": "train_step", "batch": b, "dtype": "bfloat16", "jax_img_s": ips}
+        r["compile_s"] = comp
+        if ref:
+            r["torch_img_s"], _ = throughput(torch_train(ref, a, b), b, a.iters, tsync)
+            release(ref)
+        add(out, r)
+    for dtype in ("float32", "bfloat16"):
+        comp, per = timings(jax_forward(a, 1, dtype), a.latency_iters, jsync)
+        r = {"row": "latency_b1", "batch": 1, "dtype": dtype, "compile_s": comp}
+        r["jax_p50_ms"], r["jax_p99_ms"] = np.percentile(per * 1e3, [50, 99]).tolist()
+        if ref:
+            _, tper = timings(torch_forward(ref, a, 1, dtype), a.latency_iters, tsync)
+            r["torch_p50_ms"], r["torch_p99_ms"] = np.percentile(tper * 1e3, [50, 99]).tolist()
+        add(out, r)
+    for r in out:
+        if "torch_img_s" in r:
+            r["ratio"] = r["jax_img_s"] / r["torch_img_s"]
+        elif "torch_p50_ms" in r:
+            r["ratio"] = r["torch_p50_ms"] / r["jax_p50_ms"]
+    return out
+
+
+def print_table(out: list[dict]) -> None:
+    def f(v, w, p=1):
+        return f"{v:{w}.{p}f}" if isinstance(v, float) else f"{'-':>{w}}"
+
+    head = f"{'row':<12}{'batch':>6}{'dtype':>10}{'jax':>14}{'torch':>16}{'ratio':>8}"
+    print(f"{head}{'compile s':>11}")
+    for r in out:
+        if r["row"] == "latency_b1":
+            jax_s = f"{r['jax_p50_ms']:.2f}/{r['jax_p99_ms']:.2f}"
+            t = f"{r['torch_p50_ms']:.2f}/{r['torch_p99_ms']:.2f}" if "torch_p50_ms" in r else "-"
+            j, t = f"{jax_s:>14}", f"{t:>16}"
+        else:
+            j, t = f(r["jax_img_s"], 14), f(r.get("torch_img_s"), 16)
+        print(
+            f"{r['row']:<12}{r['batch']:>6}{r['dtype']:>10}{j}{t}{f(r.get('ratio'), 8, 2)}"
+            f"{f(r['compile_s'], 11)}"
+        )
+    print("(img/s for forward and train rows; p50/p99 ms for latency_b1; ratio > 1: JAX faster)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--fwd-batch", type=int, nargs="+", default=[64, 256])
+    p.add_argument("--train-batch", type=int, nargs="+", default=[32, 128])
+    p.add_argument("--iters", type=int, default=20, help="timed calls per throughput row")
+    p.add_argument("--latency-iters", type=int, default=200)
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--backbone", default="efficientnet_b4")
+    p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--allow-cpu", action="store_true", help="run on CPU (to check the script)")
+    a = p.parse_args(argv)
+    # JAX and PyTorch share the GPU: no 75 % preallocation by JAX (read when the backend starts).
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    try:
+        gpus = jax.devices("gpu")
+    except RuntimeError:
+        gpus = []
+    if not gpus and not a.allow_cpu:
+        plat = jax.devices()[0].platform
+        print(
+            f"no GPU: JAX sees only {jax.device_count()} {plat} device(s); run this on a CUDA "
+            'machine with a CUDA jaxlib (pip install -U "jax[cuda12]"). Nothing measured.'
+        )
+        return 0
+    dev = jax.devices()[0]
+    ref = None if a.no_torch else torch_or_none(a.allow_cpu)
+    print(
+        f"device: {jax.local_device_count()} x {dev.device_kind} ({dev.platform}); jax "
+        f"{jax.__version__}; {a.backbone} @ {a.size}px; PyTorch reference: "
+        f"{f'torch {ref[0].__version__} ({ref[2]})' if ref else 'none'}",
+        flush=True,
+    )
+    out = rows(a, ref)
+    print_table(out)
+    info = {"device": dev.device_kind, "jax": jax.__version__, "size": a.size}
+    print(json.dumps({"bench": "gpu", **info, "rows": out}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
