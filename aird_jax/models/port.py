@@ -41,6 +41,7 @@ from aird_jax.models.port_efficientnet_pytorch import (
     port_efficientnet_pytorch,
     wheel_checkpoint,
 )
+from aird_jax.models.strict_port import match_state_dict
 
 IGNORED_KEY_PATTERNS = (r".*\.num_batches_tracked$", r"^classifier\..*")
 _LEAF_TO_TIMM = {
@@ -82,13 +83,6 @@ def timm_key(path: tuple[str, ...]) -> str:
     return ".".join(mods + [_LEAF_TO_TIMM[(collection, leaf)]])
 
 
-def _to_flax(arr: np.ndarray, target_ndim: int) -> np.ndarray:
-    # PyTorch conv weights are OIHW (depthwise: C,1,k,k); ours are HWIO (depthwise: k,k,1,C).
-    if arr.ndim == 4 and target_ndim == 4:
-        return np.transpose(arr, (2, 3, 1, 0))
-    return arr
-
-
 def port_timm_efficientnet(
     state_dict: Mapping[str, Any],
     model_name: str,
@@ -102,36 +96,14 @@ def port_timm_efficientnet(
     variant, default_padding = resolve_model_name(model_name)
     padding = padding or default_padding
     sd = {k: np.asarray(v) for k, v in state_dict.items()}
-    flat: dict[tuple[str, ...], np.ndarray] = {}
-    missing, bad_shape, used = [], [], set()
-    for path, spec in template(variant, padding).items():
-        key = timm_key(path)
-        if key not in sd:
-            missing.append(f"{key} (for {'/'.join(path)})")
-            continue
-        used.add(key)
-        arr = _to_flax(sd[key], len(spec.shape))
-        if arr.shape != spec.shape:
-            bad_shape.append(f"{key}: source {sd[key].shape} -> {arr.shape}, expected {spec.shape}")
-            continue
-        flat[path] = arr if dtype is None else arr.astype(dtype)
-    ignored = {k for k in sd if any(re.match(p, k) for p in IGNORED_KEY_PATTERNS)}
-    unexpected = sorted(set(sd) - used - ignored)
-    if missing or unexpected or bad_shape:
-        lines = [f"checkpoint does not match {model_name} ({variant}, padding={padding}):"]
-        for title, items in (
-            ("missing", missing),
-            ("unexpected", unexpected),
-            ("shape mismatch", bad_shape),
-        ):
-            if items:
-                lines.append(
-                    f"  {len(items)} {title} key(s): "
-                    + ", ".join(items[:20])
-                    + (" ..." if len(items) > 20 else "")
-                )
-        raise ValueError("\n".join(lines))
-    return traverse_util.unflatten_dict(flat)
+    return match_state_dict(
+        sd,
+        template(variant, padding),
+        timm_key,
+        IGNORED_KEY_PATTERNS,
+        f"checkpoint does not match {model_name} ({variant}, padding={padding}):",
+        dtype,
+    )
 
 
 def sha256_file(path: str | Path) -> str:

@@ -18,7 +18,6 @@ silently (only ``num_batches_tracked`` and, unless ``classifier=True``, ``_fc``)
 from __future__ import annotations
 
 import importlib.util
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from flax import traverse_util
 
 from aird_jax.cli import UserError
 from aird_jax.models.efficientnet import VARIANTS, EfficientNet, arch_spec
+from aird_jax.models.strict_port import match_state_dict
 
 PADDING = "same"
 FIRST_KEY = "_conv_stem.weight"  # marks the layout (timm's is "conv_stem.weight")
@@ -91,28 +91,10 @@ def source_key(path: tuple[str, ...], block_numbers: Mapping[str, tuple[int, str
     return ".".join(parts + [_LEAF[(collection, leaf)]])
 
 
-def _to_flax(arr: np.ndarray, target_ndim: int) -> np.ndarray:
-    # conv OIHW (depthwise C,1,k,k) -> HWIO (k,k,1,C); Linear [out, in] -> Dense [in, out]
-    if arr.ndim == 4 and target_ndim == 4:
-        return np.transpose(arr, (2, 3, 1, 0))
-    if arr.ndim == 2 and target_ndim == 2:
-        return arr.T
-    return arr
-
-
 def _template(variant: str, num_classes: int) -> dict[tuple[str, ...], Any]:
     model = EfficientNet(variant, PADDING, num_classes=num_classes)
     shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3))))
     return traverse_util.flatten_dict(dict(shapes))
-
-
-def _mismatch_error(title: str, problems: dict[str, list[str]]) -> ValueError:
-    lines = [title]
-    for name, items in problems.items():
-        if items:
-            more = " ..." if len(items) > 20 else ""
-            lines.append(f"  {len(items)} {name} key(s): " + ", ".join(items[:20]) + more)
-    return ValueError("\n".join(lines))
 
 
 def port_efficientnet_pytorch(
@@ -134,27 +116,15 @@ def port_efficientnet_pytorch(
         raise ValueError(f"classifier=True but the checkpoint has no _fc.bias ({model_name})")
     blocks = arch_spec(variant)[1]
     numbers = {b.name: (n, b.kind) for n, b in enumerate(blocks)}
-    flat: dict[tuple[str, ...], np.ndarray] = {}
-    missing, bad_shape, used = [], [], set()
-    for path, spec in _template(variant, num_classes).items():
-        key = source_key(path, numbers)
-        if key not in sd:
-            missing.append(f"{key} (for {'/'.join(path)})")
-            continue
-        used.add(key)
-        arr = _to_flax(sd[key], len(spec.shape))
-        if arr.shape != spec.shape:
-            bad_shape.append(f"{key}: source {sd[key].shape} -> {arr.shape}, expected {spec.shape}")
-            continue
-        flat[path] = arr if dtype is None else arr.astype(dtype)
     ignored = [r".*\.num_batches_tracked$"] + ([] if classifier else [r"^_fc\..*"])
-    unexpected = sorted(k for k in set(sd) - used if not any(re.match(p, k) for p in ignored))
-    if missing or unexpected or bad_shape:
-        raise _mismatch_error(
-            f"checkpoint does not match {model_name} ({variant}, efficientnet_pytorch layout):",
-            {"missing": missing, "unexpected": unexpected, "shape mismatch": bad_shape},
-        )
-    return traverse_util.unflatten_dict(flat)
+    return match_state_dict(
+        sd,
+        _template(variant, num_classes),
+        lambda path: source_key(path, numbers),
+        ignored,
+        f"checkpoint does not match {model_name} ({variant}, efficientnet_pytorch layout):",
+        dtype,
+    )
 
 
 def wheel_checkpoint(model_name: str) -> Path:
