@@ -20,15 +20,19 @@ see ``_C``). The validation split gives the run's
 ``val_metrics`` and its threshold (Youden's J), exactly as for a trained run; no test data is
 used for any choice.
 
-The data, train, optim and loss blocks mirror ``configs/late_supcon.py`` so that
-``aird_jax.config.validate_config`` and every reader of a run's config.json (evaluate, predict)
-work unchanged; optim and loss are not used by a fit (there is no gradient training), and of
-``train`` only ``eval_batch_size`` is (the batch of the feature pass).
+The data, train, optim and loss blocks are those of ``configs/late_supcon.py`` (read from it, not
+copied), so ``aird_jax.config.validate_config`` and every reader of a run's config.json
+(evaluate, predict) work unchanged; optim and loss are not used by a fit (there is no gradient
+training), and of ``train`` only ``eval_batch_size`` is (the batch of the feature pass).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import ml_collections
+
+from aird_jax.config import config_module
 
 MODEL_VARIANTS = ("dct_stats", "frank_dct", "durall_spectrum")
 DATA_VARIANTS = ("faces299",)
@@ -43,69 +47,29 @@ _C = {"dct_stats": 0.01, "frank_dct": 1e-5, "durall_spectrum": 0.01}
 
 
 def _base() -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict()
-    c.seed = 0
-    c.parallel = "shard_map"
-    c.num_devices = 0
-    c.variant = "dct_stats"
-    c.scaled_down = ""
-
-    m = c.model = ml_collections.ConfigDict()
-    m.name = "dct_stats"
-    m.dct_cutoff = 4  # dct_stats: low k x k corner of every 8x8 block left out (as the detector)
-    # Fields every model config carries (aird_jax.models.registry.validate_model_config).
-    m.embed_dim = 128
-    m.dtype = "float32"
-    m.param_dtype = "float32"
-    m.depthwise = "auto"
-    m.pretrained = ""
-
+    # Data, train, optim and loss come from the paper's config (their one home); a fit uses
+    # only the data block and train.eval_batch_size (the batch of the feature pass).
+    c = config_module(str(Path(__file__).with_name("late_supcon.py"))).get_config()
+    paper = c.model
+    c.model = ml_collections.ConfigDict(
+        {
+            "name": "dct_stats",
+            # dct_stats: low k x k corner of every 8x8 block left out, as in the detector.
+            "dct_cutoff": paper.dct_cutoff,
+            # Fields every model config carries (aird_jax.models.registry.validate_model_config).
+            "embed_dim": paper.embed_dim,
+            "dtype": paper.dtype,
+            "param_dtype": paper.param_dtype,
+            "depthwise": paper.depthwise,
+            "pretrained": "",
+        }
+    )
     f = c.fit = ml_collections.ConfigDict()
     f.C = _C["dct_stats"]
     f.max_iter = 5000
     f.tol = 1e-6
-
-    d = c.data = ml_collections.ConfigDict()
-    d.name = "ffpp"
-    d.config = "c23"
-    d.root = ""
-    d.manual_dir = ""
-    d.faces_dir = ""
-    d.train_split = "train"
-    d.val_split = "val"
-    d.image_size = 224
-    d.frames_per_video = 10  # frames per training video the fit sees (as training does)
-    d.balance = False
-    d.augment = False  # never used: features come from the un-augmented images
-    d.workers = 0
-    d.max_examples = 0
-    d.methods = ""
-
-    o = c.optim = ml_collections.ConfigDict()  # unused by a fit; kept for validate_config
-    o.lr = 1e-4
-    o.backbone_lr_mult = 0.1
-    o.b1 = 0.9
-    o.b2 = 0.999
-    o.eps = 1e-8
-    o.weight_decay = 1e-5
-    o.restart_epochs = 10
-    o.min_lr = 1e-6
-    o.clip_norm = 1.0
-
-    t = c.train = ml_collections.ConfigDict()
-    t.batch_size = 32
-    t.eval_batch_size = 64  # the batch of the feature pass
-    t.epochs = 1
-    t.patience = 1
-    t.steps_per_epoch = 0
-    t.checkpoint_every_steps = 0
-    t.keep_checkpoints = 1
-    t.log_every_steps = 20
-    t.progress = True
-
-    lo = c.loss = ml_collections.ConfigDict()  # unused by a fit; kept for validate_config
-    lo.lam = 0.0
-    lo.temperature = 0.07
+    c.data.augment = False  # features come from the un-augmented images
+    c.loss.lam = 0.0  # no gradient training (recorded as such in config.json)
     return c
 
 
