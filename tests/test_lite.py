@@ -42,17 +42,6 @@ needs_wheel = pytest.mark.skipif(
 )
 
 
-@pytest.fixture
-def x64():
-    """float64 for one test only; restored afterwards so other test modules stay float32."""
-    prev = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    try:
-        yield
-    finally:
-        jax.config.update("jax_enable_x64", prev)
-
-
 def reference(name: str, seed: int = 0, image_size=None):
     """``efficientnet_lite_pytorch`` model (random init, randomised BN), float64, eval mode."""
     import torch

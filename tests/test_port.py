@@ -55,17 +55,6 @@ def save_safetensors(model, path: Path) -> dict[str, np.ndarray]:
     return {k: v.numpy() for k, v in sd.items()}
 
 
-@pytest.fixture
-def x64():
-    """float64 for one test only; restored afterwards so other test modules stay float32."""
-    prev = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    try:
-        yield
-    finally:
-        jax.config.update("jax_enable_x64", prev)
-
-
 def test_architecture_sizes_match_timm():
     """Param count (no classifier) and feature width of B0..B7 equal timm's."""
     for variant in sorted(v for v in VARIANTS if v != "efficientnet_tiny"):
