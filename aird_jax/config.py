@@ -152,6 +152,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             "data.image_size must be a positive multiple of 8 (8x8 DCT blocks), "
             f"got {d.image_size}",
         ),
+        (
+            d.get("crop", "resize") in ("resize", "native"),
+            f"data.crop must be 'resize' or 'native', got {d.get('crop')!r}",
+        ),
     ]
     for ok, msg in checks:
         if not ok:

@@ -54,11 +54,12 @@ def jitted_forward(model: Any) -> Callable:
     return entry[1]
 
 
-def prepare_batch(rgbs: Sequence[np.ndarray], image_size: int) -> np.ndarray:
-    """Decoded uint8 RGB images of any size -> float32 [N, S, S, 3], the pipeline's transform."""
+def prepare_batch(rgbs: Sequence[np.ndarray], image_size: int, crop: str = "resize") -> np.ndarray:
+    """Decoded uint8 RGB images of any size -> float32 [N, S, S, 3], the pipeline's transform
+    (``crop`` = the run's ``data.crop``)."""
     if not len(rgbs):
         return np.zeros((0, image_size, image_size, 3), np.float32)
-    return np.stack([preprocess.prepare(x, image_size) for x in rgbs])
+    return np.stack([preprocess.prepare(x, image_size, crop) for x in rgbs])
 
 
 @dataclasses.dataclass

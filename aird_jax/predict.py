@@ -41,7 +41,7 @@ import numpy as np
 from aird_jax import cli, inference
 from aird_jax import evaluate as ev
 from aird_jax.data.faces import FaceExtractor
-from aird_jax.data.preprocess import load_image
+from aird_jax.data.preprocess import data_crop, load_image
 from aird_jax.data.video import VIDEO_EXTENSIONS, ReadReport, VideoReadError, read_frames
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -141,6 +141,7 @@ class Predictor:
     def __init__(self, run, *, detect: bool = True, batch_size: int = 16, extractor=None):
         self.run = run
         self.image_size = int(run.config.data.image_size)
+        self.crop = data_crop(run.config.data)
         self.batch_size = int(batch_size)
         self.detect = detect
         self.extractor = extractor
@@ -165,7 +166,7 @@ class Predictor:
 
     def score_crops(self, crops: list[np.ndarray]) -> np.ndarray:
         """P(fake) of uint8 RGB crops, through the pipeline's preprocessing and scoring path."""
-        images = inference.prepare_batch(crops, self.image_size)
+        images = inference.prepare_batch(crops, self.image_size, self.crop)
         return inference.score_images(self.scorer, images, self.batch_size)
 
     def predict_file(self, path: Path, frames: int | None, threshold: float) -> FileResult:

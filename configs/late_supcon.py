@@ -73,6 +73,9 @@ def _base() -> ml_collections.ConfigDict:
     d.train_split = "train"
     d.val_split = "val"
     d.image_size = 224
+    # "resize": the whole face resized to image_size (paper); "native": image_size windows of
+    # the face at its own resolution (random in training, centred otherwise), no resampling.
+    d.crop = "resize"
     d.frames_per_video = 10
     d.balance = False
     d.augment = True

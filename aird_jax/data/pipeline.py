@@ -173,18 +173,24 @@ def _decode(data: bytes, where: str, build: str) -> np.ndarray:
 
 
 class _TrainTransform(grain.MapTransform):
-    def __init__(self, image_size: int, do_augment: bool, build: str = "the build"):
+    def __init__(
+        self, image_size: int, do_augment: bool, build: str = "the build", crop: str = "resize"
+    ):
         self.image_size = int(image_size)
         self.do_augment = bool(do_augment)
         self.build = build
+        self.crop = crop
 
     def _one(self, ex: dict) -> np.ndarray:
         rgb = _decode(ex["image"], ex.get("where", "a record"), self.build)
         if not self.do_augment:
-            return preprocess.prepare(rgb, self.image_size)  # what eval and predict feed
-        rgb = preprocess.resize(rgb, self.image_size)
-        # Per-example stream from (seed, epoch, global position): reproducible for any host
-        # count, worker count or resume point.
+            # what eval and predict feed
+            return preprocess.prepare(rgb, self.image_size, self.crop)
+        # Per-example streams from (seed, epoch, global position): reproducible for any host
+        # count, worker count or resume point. The window has a stream of its own, so the
+        # augmentation draws are those of a run without ``native`` crops.
+        window_rng = np.random.default_rng([*ex["key"], 1])
+        rgb = preprocess.train_window(rgb, self.image_size, self.crop, window_rng)
         return augment.apply(rgb, augment.draw(np.random.default_rng(list(ex["key"]))))
 
     def map(self, exs: list[dict]) -> dict:
@@ -269,7 +275,14 @@ def train_loader(
         )
     loader = _make_loader(
         src,
-        [_TrainTransform(data_cfg.image_size, data_cfg.augment, _build_name(builder, split))],
+        [
+            _TrainTransform(
+                data_cfg.image_size,
+                data_cfg.augment,
+                _build_name(builder, split),
+                preprocess.data_crop(data_cfg),
+            )
+        ],
         int(data_cfg.workers),
     )
     return TrainLoader(loader, src.per_shard // batch_size, src.epoch_len)
@@ -308,20 +321,26 @@ class _EvalSource(grain.RandomAccessDataSource):
 
 class _EvalTransform(grain.MapTransform):
     def __init__(
-        self, image_size: int, degradation: str | None, batch_size: int, build: str = "the build"
+        self,
+        image_size: int,
+        degradation: str | None,
+        batch_size: int,
+        build: str = "the build",
+        crop: str = "resize",
     ):
         self.image_size = int(image_size)
         self.degradation = degradation
         self.batch_size = int(batch_size)
         self.build = build
+        self.crop = crop
 
     def _one(self, data: bytes, where: str = "a record") -> np.ndarray:
         rgb = _decode(data, where, self.build)
         if self.degradation and self.degradation != "none":
             # Degraded at model resolution: blur sigma is in the model's pixels and JPEG blocks
             # align with the frequency stream's 8x8 DCT blocks.
-            rgb = degrade(preprocess.resize(rgb, self.image_size), self.degradation)
-        return preprocess.prepare(rgb, self.image_size)  # the path predict uses
+            rgb = degrade(preprocess.fit(rgb, self.image_size, self.crop), self.degradation)
+        return preprocess.prepare(rgb, self.image_size, self.crop)  # the path predict uses
 
     def map(self, exs: list[dict]) -> dict:
         bs, s, n = self.batch_size, self.image_size, len(exs)
@@ -342,8 +361,9 @@ class EvalLoader:
     """One pass per ``iter()``; batches ``{"image", "label", "video_id", "mask"}``."""
 
     def __init__(self, source, indices, *, batch_size, image_size, degradation, workers,
-                 num_batches, build="the build"):  # fmt: skip
+                 num_batches, build="the build", crop="resize"):  # fmt: skip
         self._source = source
+        self._crop = crop
         self._indices = indices
         self.batch_size = batch_size
         self._image_size = image_size
@@ -361,7 +381,11 @@ class EvalLoader:
             return iter(())
         loader = _make_loader(
             _EvalSource(self._source, self._indices, self.batch_size, self.num_batches),
-            [_EvalTransform(self._image_size, self._degradation, self.batch_size, self._build)],
+            [
+                _EvalTransform(
+                    self._image_size, self._degradation, self.batch_size, self._build, self._crop
+                )
+            ],
             self._workers,
         )
         return iter(loader)
@@ -396,6 +420,7 @@ def eval_loader(
         mine,
         batch_size=batch_size,
         image_size=int(data_cfg.image_size),
+        crop=preprocess.data_crop(data_cfg),
         degradation=degradation,
         workers=int(data_cfg.workers),
         num_batches=math.ceil(per / batch_size) if per else 0,

@@ -1,7 +1,9 @@
 """The one preprocessing path from encoded bytes or a file to the model's input.
 
 Training, validation, evaluation and ``predict`` all go through :func:`prepare`: decode (OpenCV,
-RGB uint8) -> square resize to the run's ``image_size`` -> float32 raw RGB in [0, 1]. The model
+RGB uint8) -> :func:`fit` to the run's ``image_size`` (``data.crop``: square resize, or the
+centre window of the native-resolution face) -> float32 raw RGB in [0, 1]. Training with
+augmentation takes a random window instead of the centre one (:func:`train_window`). The model
 normalises with the ImageNet statistics for its RGB stream itself and feeds the raw pixels to
 its frequency stream, so one tensor suffices. A score the user gets from ``predict`` is therefore
 computed on exactly the input the run was validated on.
@@ -57,14 +59,61 @@ def resize(rgb: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(rgb, (size, size), interpolation=interp)
 
 
+# data.crop: "resize" = the whole face resized to image_size (the paper's protocol);
+# "native" = no resampling: an image_size window of the face at its own resolution (random in
+# training, the centre one otherwise). Resizing a 299-px crop down to a CPU-sized input would
+# low-pass away the very high-frequency artefacts the frequency stream is built to see.
+CROPS = ("resize", "native")
+
+
+def data_crop(data_cfg) -> str:
+    """A run's ``data.crop`` (runs trained before it existed resized: "resize")."""
+    return str(data_cfg.get("crop", "resize"))
+
+
+def _window(rgb: np.ndarray, size: int, top: int, left: int) -> np.ndarray:
+    return np.ascontiguousarray(rgb[top : top + size, left : left + size])
+
+
+def _at_least(rgb: np.ndarray, size: int) -> np.ndarray:
+    """Enlarge (bicubic, aspect kept) a face smaller than ``size`` on a side; others unchanged."""
+    h, w = rgb.shape[:2]
+    if min(h, w) >= size:
+        return rgb
+    f = size / min(h, w)
+    shape = (max(size, round(w * f)), max(size, round(h * f)))
+    return cv2.resize(rgb, shape, interpolation=cv2.INTER_CUBIC)
+
+
+def fit(rgb: np.ndarray, size: int, crop: str = "resize") -> np.ndarray:
+    """uint8 RGB of any size -> uint8 [size, size, 3]: resized, or its centre window."""
+    if crop == "resize":
+        return resize(rgb, size)
+    if crop != "native":
+        raise ValueError(f"data.crop={crop!r} must be one of {CROPS}")
+    rgb = _at_least(rgb, size)
+    h, w = rgb.shape[:2]
+    return _window(rgb, size, (h - size) // 2, (w - size) // 2)
+
+
+def train_window(rgb: np.ndarray, size: int, crop: str, rng: np.random.Generator) -> np.ndarray:
+    """Like :func:`fit`, but a ``native`` window is placed uniformly at random (from ``rng``)."""
+    if crop != "native":
+        return fit(rgb, size, crop)
+    rgb = _at_least(rgb, size)
+    h, w = rgb.shape[:2]
+    top, left = (int(v) for v in rng.integers(0, [h - size + 1, w - size + 1]))
+    return _window(rgb, size, top, left)
+
+
 def to_float(rgb: np.ndarray) -> np.ndarray:
     """uint8 RGB -> float32 in [0, 1]."""
     return rgb.astype(np.float32) * np.float32(1.0 / 255.0)
 
 
-def prepare(rgb: np.ndarray, size: int) -> np.ndarray:
+def prepare(rgb: np.ndarray, size: int, crop: str = "resize") -> np.ndarray:
     """uint8 RGB of any size -> the model's float32 [size, size, 3] input in [0, 1]."""
-    return to_float(resize(np.asarray(rgb, np.uint8), size))
+    return to_float(fit(np.asarray(rgb, np.uint8), size, crop))
 
 
 def jpeg_reencode(rgb: np.ndarray, quality: int) -> np.ndarray:
