@@ -23,6 +23,7 @@ from aird_jax.config import config_module, jsonable, set_path
 from aird_jax.models import registered_models
 
 CONFIG_FILE = "configs/late_supcon.py"
+SPECTRAL_CONFIG_FILE = "configs/spectral.py"
 MARKER = "reproduce_run.json"  # written into a run's folder once it finished
 
 
@@ -42,6 +43,9 @@ class RunSpec:
     # for the detector), if there is one; and overrides for the paper-scale runs only.
     smoke_model_name: str = ""
     real_overrides: tuple[tuple[str, Any], ...] = ()
+    # The config file whose ``get_config(variant)`` the run starts from ("" = CONFIG_FILE);
+    # configs/spectral.py for the scikit-learn spectral baselines (fitted, not trained).
+    config_file: str = ""
 
     def model_for(self, smoke: bool, registry: Sequence[str]) -> str:
         if smoke and self.smoke_model_name in registry:
@@ -106,8 +110,11 @@ def cutoff_run(k: int) -> RunSpec:
 SMOKE_OVERRIDES: tuple[tuple[str, Any], ...] = (("model.depthwise", "native"),)
 
 
-def base_config(variant: str | None = None, smoke: bool = False):
-    """configs/late_supcon.py:``variant`` (prefixed with ``smoke,`` in smoke mode)."""
+def base_config(variant: str | None = None, smoke: bool = False, config_file: str = ""):
+    """configs/late_supcon.py:``variant`` (prefixed with ``smoke,`` in smoke mode), or
+    ``config_file``:``variant`` (no smoke prefix: only configs/late_supcon.py has scales)."""
+    if config_file and config_file != CONFIG_FILE:
+        return config_module(config_file).get_config(variant or None)
     arg = ",".join(a for a in ("smoke" if smoke else "", variant or "") if a)
     return config_module(CONFIG_FILE).get_config(arg or None)
 
@@ -128,7 +135,7 @@ def apply_overrides(cfg, overrides: Sequence[tuple[str, Any]]) -> None:
 
 def run_config(run: RunSpec, seed: int, smoke: bool, extra: Sequence[tuple[str, Any]] = ()):
     """The full config of ``run`` for ``seed`` (smoke or paper scale, plus ``extra`` overrides)."""
-    cfg = base_config(run.variant, smoke)
+    cfg = base_config(run.variant, smoke, run.config_file)
     cfg.seed = int(seed)
     cfg.model.name = run.model_for(smoke, registered_models())
     mode = SMOKE_OVERRIDES if smoke else run.real_overrides
@@ -206,7 +213,7 @@ def ensure_trained(
         ),
     ):
         try:
-            summary = (opts.trainer or train.train_and_evaluate)(cfg, str(workdir))
+            summary = (opts.trainer or trainer_for(cfg))(cfg, str(workdir))
         except BaseException:
             log(f"{INDENT}FAILED; training output is in {log_path}")
             raise
@@ -215,6 +222,17 @@ def ensure_trained(
     )
     log(f"{INDENT}{tag} done in {time.perf_counter() - t0:.0f}s")
     return workdir
+
+
+def trainer_for(cfg) -> Callable[[Any, str], dict]:
+    """How a run's config is trained: gradient training, or a scikit-learn fit (spectral)."""
+    from aird_jax.models.spectral import SPECTRAL_MODELS
+
+    if cfg.model.name in SPECTRAL_MODELS:
+        from aird_jax import spectral_fit  # sklearn + absl flags: only when a baseline is fitted
+
+        return spectral_fit.fit_spectral
+    return train.train_and_evaluate
 
 
 def _default(v: Any) -> Any:
