@@ -217,10 +217,10 @@ def ensure_trained(
         except BaseException:
             log(f"{INDENT}FAILED; training output is in {log_path}")
             raise
-    marker.write_text(
-        json.dumps({"config": fp, "summary": summary}, indent=2, sort_keys=True, default=_default)
-    )
-    log(f"{INDENT}{tag} done in {time.perf_counter() - t0:.0f}s")
+    seconds = time.perf_counter() - t0  # this call's wall time (a resumed run: its last leg)
+    done = {"config": fp, "summary": summary, "train_seconds": round(seconds, 1)}
+    marker.write_text(json.dumps(done, indent=2, sort_keys=True, default=_default))
+    log(f"{INDENT}{tag} done in {seconds:.0f}s")
     return workdir
 
 

@@ -43,7 +43,10 @@ METRIC_NOTE = (
 def command(study: Any) -> str:
     so = study.so
     seeds = " ".join(str(s) for s in so.seeds)
-    return f"python -m aird_jax.experiments.study --faces {so.faces} --scale {so.scale} --seeds {seeds}"
+    return (
+        f"python -m aird_jax.experiments.study --faces {so.faces} --scale {so.scale} "
+        f"--seeds {seeds}"
+    )
 
 
 def auc_cell(runs: list[dict], key: str = "auc") -> str:

@@ -1,0 +1,99 @@
+"""The real-data study (aird_jax.experiments.study) at its smoke scale on a tiny face folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from aird_jax.experiments import study as study_mod
+from aird_jax.experiments.study import CUTOFFS, LEARNED, LOMO_LEARNED, SPECTRAL, Study, StudyOptions
+
+METHODS = ("A", "B")
+
+
+def _folder(top: Path) -> Path:
+    """real/ + fake/{A,B}/ of random 40-px JPEGs; train_/test_ prefixes as ffpp_faces299."""
+    rng = np.random.default_rng(0)
+    plan = {"real": (48, 10), "fake/A": (24, 5), "fake/B": (24, 5)}
+    for sub, (n_train, n_test) in plan.items():
+        (top / sub).mkdir(parents=True)
+        for prefix, n in (("train", n_train), ("test", n_test)):
+            for i in range(n):
+                img = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+                cv2.imwrite(str(top / sub / f"{prefix}_{i}.jpg"), img)
+    return top
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory) -> Path:
+    return _folder(tmp_path_factory.mktemp("faces"))
+
+
+def _study(faces: Path, tmp: Path, parts: tuple[str, ...], seeds=(0, 1)) -> Study:
+    so = StudyOptions(
+        faces=faces, scale="smoke", seeds=seeds, runs=tmp / "runs", results=tmp / "res",
+        parts=parts,
+    )  # fmt: skip
+    return Study(so, lambda s: None)
+
+
+def test_job_order_is_most_informative_first_and_each_run_once(faces, tmp_path):
+    s = _study(faces, tmp_path, ("table3", "table5", "table4", "lomo"))
+    jobs = [(j.part, j.spec.key, j.seed) for j in s.jobs_resolved()]
+    first = [(("table3", v, 0)) for v in (*LEARNED, *SPECTRAL)]
+    assert jobs[: len(first)] == first
+    cut = [("table4", f"freq_only_cutoff{k}", 0) for k in CUTOFFS if k != 4]
+    assert jobs[len(first) : len(first) + len(cut)] == cut  # cutoff 4 = Table III's freq_only
+    n_lomo = len(METHODS) * (len(LOMO_LEARNED) + 1)
+    lomo = jobs[len(first) + len(cut) : len(first) + len(cut) + n_lomo]
+    assert {p for p, _, _ in lomo} == {"lomo"}
+    assert {k.split("_without-")[1] for _, k, _ in lomo} == set(METHODS)
+    later = jobs[len(first) + len(cut) + n_lomo :]
+    assert later == [("table3", v, 1) for v in (*LEARNED, *SPECTRAL)]
+    assert len(set(jobs)) == len(jobs)
+
+
+def test_best_spectral_is_chosen_on_validation(faces, tmp_path, monkeypatch):
+    s = _study(faces, tmp_path, ("lomo",))
+    vals = {"dct_stats": 0.61, "frank_dct": 0.72, "durall_spectrum": 0.65}
+    monkeypatch.setattr(s, "val_auc", lambda spec, seed: vals[spec.model_name])
+    assert s.best_spectral() == "frank_dct"
+
+
+def test_table4_trains_resumes_and_reports_sklearn_auc(faces, tmp_path, monkeypatch):
+    monkeypatch.setattr(study_mod, "CUTOFFS", (0, 4))  # two runs are enough (CI time)
+    s = _study(faces, tmp_path, ("table4",), seeds=(0,))
+    s.run()
+    data = json.loads((tmp_path / "res" / "table4.json").read_text())
+    assert [r["cutoff"] for r in data["rows"]] == [0, 4]
+    md = (tmp_path / "res" / "table4.md").read_text()
+    assert "pending" not in md and "Command: `python -m aird_jax.experiments.study" in md
+    for row in data["rows"]:
+        (run,) = row["runs"]
+        # Reference: sklearn on the scores the evaluation saved for that run.
+        spec = s.learned("freq_only", cutoff=row["cutoff"])
+        res_dir = s.finished(spec, 0) / "eval" / "test"
+        (res_file,) = [p for p in res_dir.glob("*.json")]
+        scores = np.load(json.loads(res_file.read_text())["files"]["scores"])
+        ref = 100 * roc_auc_score(scores["labels"], scores["scores"])
+        assert run["auc"] == pytest.approx(ref, abs=1e-9)
+        assert run["n"] == 20 and run["n_fake"] == 10
+    # A second run of the same command trains nothing and writes the same numbers.
+    before = (tmp_path / "res" / "table4.json").read_text()
+    logs: list[str] = []
+    s2 = _study(faces, tmp_path, ("table4",), seeds=(0,))
+    s2.log = logs.append
+    s2.run()
+    assert not [line for line in logs if "training" in line]
+    assert (tmp_path / "res" / "table4.json").read_text() == before
+
+
+def test_missing_faces_folder_is_one_line(tmp_path, capsys):
+    code = study_mod.main(["--faces", str(tmp_path / "nope"), "--runs", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "must hold real/ and fake/<method>/" in err[0]
