@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from aird_jax import evaluate as ev
+from aird_jax.cli import UserError
 from aird_jax.cli import run as run_cli
 from aird_jax.experiments import study_tables as st
 from aird_jax.experiments.cached_eval import cached_evaluation
@@ -328,7 +329,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    p = build_parser()
+    args = p.parse_args(argv)
+    if len(set(args.seeds)) != len(args.seeds):
+        p.error(f"--seeds has duplicates: {args.seeds}")
     so = StudyOptions(
         faces=args.faces,
         scale=args.scale,
@@ -340,7 +344,10 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     def body() -> int:
-        Study(so, _say).run()
+        try:
+            Study(so, _say).run()
+        except (ReproduceError, ev.EvaluationError) as e:
+            raise UserError(str(e)) from e
         return 0
 
     return run_cli(body, argv)
