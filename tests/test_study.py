@@ -11,7 +11,9 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from aird_jax.experiments import study as study_mod
-from aird_jax.experiments.study import CUTOFFS, LEARNED, LOMO_LEARNED, SPECTRAL, Study, StudyOptions
+from aird_jax.experiments import study_tables
+from aird_jax.experiments.study import Study, StudyOptions
+from aird_jax.experiments.study_tables import CUTOFFS, LEARNED, LOMO_LEARNED, SPECTRAL
 
 METHODS = ("A", "B")
 
@@ -66,7 +68,7 @@ def test_best_spectral_is_chosen_on_validation(faces, tmp_path, monkeypatch):
 
 
 def test_table4_trains_resumes_and_reports_sklearn_auc(faces, tmp_path, monkeypatch):
-    monkeypatch.setattr(study_mod, "CUTOFFS", (0, 4))  # two runs are enough (CI time)
+    monkeypatch.setattr(study_tables, "CUTOFFS", (0, 4))  # two runs are enough (CI time)
     s = _study(faces, tmp_path, ("table4",), seeds=(0,))
     s.run()
     data = json.loads((tmp_path / "res" / "table4.json").read_text())

@@ -52,12 +52,6 @@ from aird_jax.experiments.runs import (
 )
 from aird_jax.experiments.stats import bootstrap_result_auc_ci
 
-LEARNED = ("rgb_only", "freq_only", "early_fusion", "late_fusion", "late_supcon")
-SPECTRAL = ("dct_stats", "frank_dct", "durall_spectrum")
-LOMO_LEARNED = ("rgb_only", "freq_only", "late_supcon")
-CUTOFFS = (0, 2, 4, 6)
-DEGRADATIONS = ("none", "blur2", "blur3", "jpeg70", "jpeg50", "blur_jpeg", "jpeg20")
-
 
 @dataclasses.dataclass(frozen=True)
 class Scale:
@@ -225,26 +219,26 @@ class Study:
         first = seeds[:1]
         if "table3" in parts or "table5" in parts:
             for seed in first:
-                yield from (Job("table3", self.learned(v), seed) for v in LEARNED)
-                yield from (Job("table3", self.spectral(m), seed) for m in SPECTRAL)
+                yield from (Job("table3", self.learned(v), seed) for v in st.LEARNED)
+                yield from (Job("table3", self.spectral(m), seed) for m in st.SPECTRAL)
         if "table4" in parts:
-            for k in CUTOFFS:
+            for k in st.CUTOFFS:
                 yield Job("table4", self.learned("freq_only", cutoff=k), first[0])
         if "lomo" in parts:
             for h in self.methods:
-                for v in LOMO_LEARNED:
+                for v in st.LOMO_LEARNED:
                     yield Job("lomo", self.learned(v, holdout=h), first[0])
                 yield Job("lomo", self.spectral(self.best_spectral(), holdout=h), first[0])
         if "table3" in parts:
             for seed in seeds[1:]:
-                yield from (Job("table3", self.learned(v), seed) for v in LEARNED)
-                yield from (Job("table3", self.spectral(m), seed) for m in SPECTRAL)
+                yield from (Job("table3", self.learned(v), seed) for v in st.LEARNED)
+                yield from (Job("table3", self.spectral(m), seed) for m in st.SPECTRAL)
 
     def best_spectral(self) -> str:
         """The spectral baseline with the best validation AUC (seed 0 fits; never test)."""
-        vals = {m: self.val_auc(self.spectral(m), self.so.seeds[0]) for m in SPECTRAL}
+        vals = {m: self.val_auc(self.spectral(m), self.so.seeds[0]) for m in st.SPECTRAL}
         vals = {m: v for m, v in vals.items() if not math.isnan(v)}
-        return max(vals, key=vals.get) if vals else SPECTRAL[0]
+        return max(vals, key=vals.get) if vals else st.SPECTRAL[0]
 
     # ------------------------------------------------------------------------------ results
     def load(self, spec: RunSpec, seed: int):

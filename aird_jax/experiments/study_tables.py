@@ -13,6 +13,13 @@ from aird_jax.experiments.paper_tables import UNTRUSTWORTHY_NOTE
 from aird_jax.experiments.stats import fmt_mean_std
 from aird_jax.experiments.table_writer import markdown_table
 
+# The study's rows (aird_jax.experiments.study trains them in its own order).
+LEARNED = ("rgb_only", "freq_only", "early_fusion", "late_fusion", "late_supcon")
+SPECTRAL = ("dct_stats", "frank_dct", "durall_spectrum")
+LOMO_LEARNED = ("rgb_only", "freq_only", "late_supcon")
+CUTOFFS = (0, 2, 4, 6)
+DEGRADATIONS = ("none", "blur2", "blur3", "jpeg70", "jpeg50", "blur_jpeg", "jpeg20")
+
 ROW_LABELS = {
     "rgb_only": "RGB Only",
     "freq_only": "Frequency Only",
@@ -77,8 +84,6 @@ def _write(results: Path, stem: str, title: str, study: Any, lines: list[str], d
 
 
 def table3(study: Any) -> tuple[list[str], dict]:
-    from aird_jax.experiments.study import LEARNED, SPECTRAL
-
     paper = paper_tables.TABLE_III.rows
     rows, data = [], []
     for name in LEARNED + SPECTRAL:
@@ -116,8 +121,6 @@ def best_seed(study: Any, spec) -> int | None:
 
 
 def table5(study: Any) -> tuple[list[str], dict]:
-    from aird_jax.experiments.study import DEGRADATIONS
-
     models = ("late_supcon", "rgb_only")
     seeds = {m: best_seed(study, study.learned(m)) for m in models}
     paper = paper_tables.TABLE_V.rows
@@ -149,8 +152,6 @@ def table5(study: Any) -> tuple[list[str], dict]:
 
 
 def table4(study: Any) -> tuple[list[str], dict]:
-    from aird_jax.experiments.study import CUTOFFS
-
     seed = study.so.seeds[0]
     rows, data = [], []
     for k in CUTOFFS:
@@ -168,8 +169,6 @@ def table4(study: Any) -> tuple[list[str], dict]:
 
 
 def lomo(study: Any) -> tuple[list[str], dict]:
-    from aird_jax.experiments.study import LOMO_LEARNED
-
     seed = study.so.seeds[0]
     spectral = study.best_spectral()
     rows, data = [], []
