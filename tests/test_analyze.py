@@ -156,17 +156,26 @@ def test_separation_silhouettes():
 
 
 def _untrained_run(workdir, variant: str = "smoke") -> None:
-    """A run folder (config.json + a 'best' checkpoint of the initial weights): the CLI's
-    plumbing without seconds of training."""
+    """A run folder (config.json + a 'best' checkpoint of seeded random weights): the CLI's
+    plumbing without training. The variables' shapes come from tracing ``init`` abstractly,
+    so nothing is compiled but the analysis itself."""
     config = load_config(f"configs/late_supcon.py:{variant}")
     model = build_model(config.model)
     x = jnp.zeros((1, config.data.image_size, config.data.image_size, 3), jnp.float32)
     keys = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
-    v = jax.jit(lambda k, x: model.init(k, x, train=False))(keys, x)
-    assert set(v) == {"params", "batch_stats"}  # the Grad-CAM hooks add nothing at init
+    shapes = jax.eval_shape(lambda k, x: model.init(k, x, train=False), keys, x)
+    assert set(shapes) == {"params", "batch_stats"}  # the Grad-CAM hooks add nothing at init
+    rng = np.random.default_rng(0)
+
+    def fill(path, s):
+        name = jax.tree_util.keystr(path[-1:])
+        if "scale" in name or "var" in name:  # BatchNorm: unit scale and variance
+            return np.ones(s.shape, s.dtype)
+        return (0.2 * rng.standard_normal(s.shape)).astype(s.dtype)
+
+    v = jax.tree_util.tree_map_with_path(fill, {k: shapes[k] for k in ("params", "batch_stats")})
     ckpt = RunCheckpoints(workdir)
-    ckpt.save_best(1, {"params": v["params"], "batch_stats": v["batch_stats"]},
-                   {"val_metrics": {"threshold": 0.5}})  # fmt: skip
+    ckpt.save_best(1, v, {"val_metrics": {"threshold": 0.5}})
     ckpt.wait()
     write_run_config(config, workdir)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -127,6 +128,9 @@ def model_outputs(run, images: np.ndarray, batch_size: int, gradients: bool) -> 
     )
 
 
+_T0 = time.perf_counter()
+
+
 def say(msg: str) -> None:
-    """A progress line (stderr, so stdout keeps only the results)."""
-    print(f"[analyze] {msg}", file=sys.stderr, flush=True)
+    """A progress line with the seconds since start (stderr: stdout keeps only the results)."""
+    print(f"[analyze {time.perf_counter() - _T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
