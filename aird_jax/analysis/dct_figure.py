@@ -77,7 +77,7 @@ def plot(nums: dict, stem: Path, title: str) -> tuple[Path, Path]:
     ax = axes[4]
     im = ax.imshow(_log_mag(nums["highpass_map"]), cmap="magma", vmin=lo)
     kept = nums["energy_kept_fraction"]
-    share = "" if kept is None else f"\n{kept:.2%} of the DCT energy"
+    share = "" if kept is None else f"\n{100 * kept:.3g}% of the DCT energy"
     ax.set_title("frequency-stream input, log10|.|" + share)
     fig.colorbar(im, ax=ax, fraction=0.046)
     for i in (0, 1, 4):  # pixel panels: ticks say nothing
