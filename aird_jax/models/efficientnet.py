@@ -367,6 +367,13 @@ class EfficientNet(nn.Module):
             )(x, train)
         x = Conv(head, name="conv_head", **kw)(x)
         x = act(bn("bn2")(x, use_running_average=not train))
+        # Grad-CAM hooks (aird_jax/analysis/gradcam.py): the final feature map's value and an
+        # additive zero whose gradient is the map's gradient. Both are no-ops unless a caller
+        # asks for "intermediates"/"perturbations"; skipped at init, so the variables, the
+        # parameter tree and the outputs are unchanged.
+        if not self.is_initializing():
+            self.sow("intermediates", "feature_map", x)
+            x = self.perturb("feature_map", x)
         x = jnp.mean(x, axis=(1, 2))
         if self.num_classes:
             x = nn.Dropout(DROPOUT[self.variant])(x, deterministic=not train)
