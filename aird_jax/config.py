@@ -125,6 +125,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     """
     from aird_jax import optim
     from aird_jax.models import validate_model_config
+    from aird_jax.models.baselines.face_xray import predicts_xray
 
     validate_model_config(config.model)
     optim.validate_optim_config(config.optim)
@@ -147,6 +148,19 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         (t.keep_checkpoints >= 1, f"train.keep_checkpoints must be >= 1, got {t.keep_checkpoints}"),
         (lo.lam >= 0, f"loss.lam must be >= 0, got {lo.lam}"),
         (lo.temperature > 0, f"loss.temperature must be > 0, got {lo.temperature}"),
+        (
+            lo.get("xray_weight", 0.0) >= 0,
+            f"loss.xray_weight must be >= 0, got {lo.get('xray_weight')}",
+        ),
+        (
+            d.get("fakes", "") in ("", "sbi"),
+            f"data.fakes must be '' (the dataset's fakes) or 'sbi', got {d.get('fakes')!r}",
+        ),
+        (
+            d.get("fakes", "") == "sbi" or not predicts_xray(config.model.name),
+            f"model {config.model.name!r} learns the blending boundary (X-ray), which only "
+            "blended fakes provide: add --config.data.fakes=sbi",
+        ),
         (
             d.image_size > 0 and d.image_size % 8 == 0,
             "data.image_size must be a positive multiple of 8 (8x8 DCT blocks), "
