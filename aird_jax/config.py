@@ -124,6 +124,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     rules, and nothing downstream checks again.
     """
     from aird_jax import optim
+    from aird_jax.data import blend
     from aird_jax.models import validate_model_config
     from aird_jax.models.baselines.face_xray import predicts_xray
 
@@ -174,6 +175,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     for ok, msg in checks:
         if not ok:
             raise ValueError(msg)
+    blend.parse_landmarks(d.get("blend_landmarks", ""))  # raises ValueError naming the format
 
 
 # ------------------------------------------------------------------------- provenance

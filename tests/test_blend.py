@@ -88,6 +88,23 @@ def test_face_region_follows_the_landmarks():
     assert (np.rot90(m) != m_rot).mean() < 0.02  # up to the rounding of hull vertices
 
 
+def test_blend_landmarks_option_places_the_mask_and_rejects_bad_values():
+    # Landmarks given as crop fractions move the face region: here into the top-left quarter.
+    frac = blend.crop_landmarks(64, 64) / 64 * 0.5
+    text = ",".join(f"{v:.4f}" for v in frac.ravel())
+    np.testing.assert_allclose(blend.parse_landmarks(text), frac, atol=1e-4)
+    assert blend.parse_landmarks("") is None
+    face = _face(64)
+    for k in range(8):  # some of these keys give fakes
+        _, m, y = blend.sbi_example(face, (0, 0, k), blend.parse_landmarks(text))
+        assert (y == 1) == bool(m.any())
+        if y:
+            assert m[:32, :32].sum() > 0.9 * m.sum()
+    for bad in ("1,2,3", "0.1," * 9 + "x", "0.5," * 9 + "1.5"):
+        with pytest.raises(ValueError, match="blend_landmarks"):
+            blend.parse_landmarks(bad)
+
+
 @pytest.fixture(scope="module")
 def sbi_cfg(tmp_path_factory):
     """A small face_folder build (a TFDS build of a few PNGs: seconds, unlike the synthetic

@@ -102,6 +102,24 @@ def crop_landmarks(height: int, width: int, margin: float = CROP_MARGIN) -> np.n
     return unit * np.array([width, height], np.float64) - 0.5
 
 
+def parse_landmarks(text: str) -> np.ndarray | None:
+    """``data.blend_landmarks``: "" (None: the crops are ``faces.py``'s) or ten comma-separated
+    numbers x1,y1,..,x5,y5 in [0, 1], the five landmarks as fractions of the crop's width and
+    height (for crops made by another tool; see README). A bad value is a ValueError."""
+    if not str(text).strip():
+        return None
+    try:
+        v = np.array([float(t) for t in str(text).split(",")], np.float64)
+    except ValueError:
+        v = np.array([])
+    if v.shape != (10,) or not np.all((v >= 0) & (v <= 1)):
+        raise ValueError(
+            f"data.blend_landmarks={text!r} must be '' (crops aligned by faces.py) or ten "
+            "comma-separated fractions x1,y1,...,x5,y5 in [0, 1] (eyes, nose, mouth corners)"
+        )
+    return v.reshape(5, 2)
+
+
 def outline_from_five(five: np.ndarray) -> np.ndarray:
     """Approximate face outline [12, 2] (x, y) from the five landmarks (see module doc)."""
     five = np.asarray(five, np.float64)
@@ -279,12 +297,17 @@ def _check_rgb(rgb: np.ndarray, what: str) -> np.ndarray:
     return rgb
 
 
-def sbi_example(rgb: np.ndarray, key: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, int]:
+def sbi_example(
+    rgb: np.ndarray, key: tuple[int, ...], landmarks: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, int]:
     """One training example of the SBI protocol from a real face and its pipeline key
     (seed, epoch, position): (image, soft mask M, label). With probability 1/2 (its own stream,
-    ``(*key, 3)``) a self-blended fake (label 1), otherwise the real face with M = 0."""
+    ``(*key, 3)``) a self-blended fake (label 1), otherwise the real face with M = 0.
+    ``landmarks``: [5, 2] fractions of the crop (:func:`parse_landmarks`), None = aligned crop."""
     rng = np.random.default_rng([*key, 3])
     if rng.random() < 0.5:
         return rgb, np.zeros(rgb.shape[:2], np.float32), 0
-    fake = self_blend(rgb, rng)
+    h, w = rgb.shape[:2]
+    five = None if landmarks is None else landmarks * (w, h) - 0.5
+    fake = self_blend(rgb, rng, five)
     return fake.image, fake.mask, 1

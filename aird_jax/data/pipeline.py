@@ -201,12 +201,14 @@ class _TrainTransform(grain.MapTransform):
         build: str = "the build",
         crop: str = "resize",
         fakes: str = "",
+        blend_landmarks: str = "",
     ):
         self.image_size = int(image_size)
         self.do_augment = bool(do_augment)
         self.build = build
         self.crop = crop
         self.fakes = fakes
+        self.landmarks = blend.parse_landmarks(blend_landmarks)
 
     def _one(self, ex: dict) -> tuple[np.ndarray, int, np.ndarray | None]:
         """(image, label, soft blend mask at model resolution or None) of one example."""
@@ -215,7 +217,7 @@ class _TrainTransform(grain.MapTransform):
         if self.fakes == "sbi":
             # SBI: a self-blended fake in place of the real face with p = 1/2 (its own stream
             # from the key); its soft mask then goes through the same crop as the image.
-            rgb, mask, label = blend.sbi_example(rgb, ex["key"])
+            rgb, mask, label = blend.sbi_example(rgb, ex["key"], self.landmarks)
         if not self.do_augment:
             # what eval and predict feed
             fit = lambda a: preprocess.fit(a, self.image_size, self.crop)
@@ -326,6 +328,7 @@ def train_loader(
                 _build_name(builder, split),
                 preprocess.data_crop(data_cfg),
                 fakes(data_cfg),
+                str(data_cfg.get("blend_landmarks", "")),
             )
         ],
         int(data_cfg.workers),
