@@ -124,7 +124,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     rules, and nothing downstream checks again.
     """
     from aird_jax import optim
+    from aird_jax.data import blend
     from aird_jax.models import validate_model_config
+    from aird_jax.models.baselines.face_xray import predicts_xray
 
     validate_model_config(config.model)
     optim.validate_optim_config(config.optim)
@@ -148,6 +150,19 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         (lo.lam >= 0, f"loss.lam must be >= 0, got {lo.lam}"),
         (lo.temperature > 0, f"loss.temperature must be > 0, got {lo.temperature}"),
         (
+            lo.get("xray_weight", 0.0) >= 0,
+            f"loss.xray_weight must be >= 0, got {lo.get('xray_weight')}",
+        ),
+        (
+            d.get("fakes", "") in ("", "sbi"),
+            f"data.fakes must be '' (the dataset's fakes) or 'sbi', got {d.get('fakes')!r}",
+        ),
+        (
+            d.get("fakes", "") == "sbi" or not predicts_xray(config.model.name),
+            f"model {config.model.name!r} learns the blending boundary (X-ray), which only "
+            "blended fakes provide: add --config.data.fakes=sbi",
+        ),
+        (
             d.image_size > 0 and d.image_size % 8 == 0,
             "data.image_size must be a positive multiple of 8 (8x8 DCT blocks), "
             f"got {d.image_size}",
@@ -160,6 +175,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     for ok, msg in checks:
         if not ok:
             raise ValueError(msg)
+    blend.parse_landmarks(d.get("blend_landmarks", ""))  # raises ValueError naming the format
 
 
 # ------------------------------------------------------------------------- provenance

@@ -78,3 +78,18 @@ def total_loss(
     ce = classification_loss(logits, labels, mask)
     con = supcon_loss(embeddings, labels, temperature, mask)
     return ce + lam * con, {"ce": ce, "supcon": con}
+
+
+def xray_loss(
+    xray_logits: jax.Array, target: jax.Array, mask: jax.Array | None = None
+) -> jax.Array:
+    """Face X-ray's map term: mean pixel-wise binary cross-entropy between the predicted X-ray
+    (logits, ``[B, H, W]``) and the target boundary map ``4 M (1 - M)`` in [0, 1] (over
+    ``mask``-ed samples when a mask is given)."""
+    z = xray_logits.astype(jnp.float32)
+    per_pixel = optax.sigmoid_binary_cross_entropy(z, target.astype(jnp.float32))
+    per_sample = per_pixel.reshape(per_pixel.shape[0], -1).mean(axis=1)
+    if mask is None:
+        return per_sample.mean()
+    m = mask.astype(jnp.float32)
+    return (per_sample * m).sum() / jnp.maximum(m.sum(), 1.0)

@@ -114,6 +114,7 @@ def make_train_step(
     """The per-device step: (state, batch, seed_key) -> (state, metrics). Pure; collectives on
     AXIS."""
     lam, temp = float(config.loss.lam), float(config.loss.temperature)
+    xray_w = float(config.loss.get("xray_weight", 0.0))
 
     def step_fn(state, batch, seed_key):
         # Dropout key from (seed, step, device index): reproducible, different per device. The
@@ -138,6 +139,9 @@ def make_train_step(
             gather = partial(jax.lax.all_gather, axis_name=AXIS, tiled=True)
             logits, labels = gather(out["logits"]), gather(batch["label"])
             loss, parts = losses.total_loss(logits, gather(out["embedding"]), labels, lam, temp)
+            if "xray_logits" in out and "xray" in batch:  # Face X-ray: + w * BCE on the map
+                parts["xray"] = losses.xray_loss(gather(out["xray_logits"]), gather(batch["xray"]))
+                loss = loss + xray_w * parts["xray"]
             acc = jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32))
             return loss, (upd.get("batch_stats", {}), parts, acc)
 
@@ -161,6 +165,9 @@ def make_train_step(
             "acc": jax.lax.pmean(acc, AXIS),
             "grad_norm": optax.tree.norm(grads),
         }
+        if "xray" in parts:
+            out["xray"] = jax.lax.pmean(parts["xray"], AXIS)
+            out["loss"] = out["loss"] + xray_w * out["xray"]
         new_state = {
             "step": state["step"] + 1,
             "params": params,
@@ -376,7 +383,8 @@ class Trainer:
         self.log.start_epoch(loop.epoch, self.spe, loop.step_in_epoch, compiling=not self.compiled)
         while loop.step_in_epoch < self.spe:
             raw = next(self.it)
-            batch = self.par.put_batch({k: np.asarray(raw[k]) for k in ("image", "label")})
+            keys = ("image", "label", "xray") if "xray" in raw else ("image", "label")
+            batch = self.par.put_batch({k: np.asarray(raw[k]) for k in keys})
             self.state, m = self.step_fn(self.state, batch, self.seed_key)
             if not self.compiled:  # the bar's clock (and ETA) starts after compilation
                 jax.block_until_ready(m)

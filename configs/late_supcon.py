@@ -84,6 +84,13 @@ def _base() -> ml_collections.ConfigDict:
     # Fake methods to keep, comma-separated (e.g. "Deepfakes,Face2Face,FaceSwap" for a
     # leave-one-method-out run); "" = all. Real records are always kept.
     d.methods = ""
+    # "" = the dataset's fakes; "sbi" = train on its REAL faces plus self-blended fakes made on
+    # the fly (Shiohara & Yamasaki, CVPR 2022; aird_jax/data/blend.py); val/test unchanged.
+    d.fakes = ""
+    # Where the five landmarks sit in the training crops, for the blend mask of data.fakes=sbi:
+    # "" = crops aligned by faces.py (its template, 30% margin); otherwise ten fractions
+    # x1,y1,...,x5,y5 of the crop's width/height (README lists the value for ffpp_faces299).
+    d.blend_landmarks = ""
 
     o = c.optim = ml_collections.ConfigDict()
     o.lr = 1e-4
@@ -110,6 +117,8 @@ def _base() -> ml_collections.ConfigDict:
     lo = c.loss = ml_collections.ConfigDict()
     lo.lam = 0.5
     lo.temperature = 0.07
+    # Weight of the X-ray map term for models that predict one (Face X-ray: lambda = 100).
+    lo.xray_weight = 100.0
     return c
 
 

@@ -7,6 +7,10 @@ spaced frames per video for video datasets, the paper's augmentations with every
 from (seed, epoch, global position) -- so batches do not depend on ``workers`` -- and an
 iterator whose state is a JSON-able dict (grain's state) for checkpoints.
 
+``data_cfg.fakes == "sbi"`` (the SBI protocol): only the real training records are read, and each
+becomes a self-blended fake with probability 1/2 (:mod:`aird_jax.data.blend`, seeded from the
+same key); batches then carry the X-ray target ``"xray"``. Validation and test are unchanged.
+
 Which records are read (builder, per-split index, ``data_cfg.methods`` filter, frame sampling,
 cap) is decided in :mod:`aird_jax.data.index`, from the index alone: no image is read for it.
 
@@ -34,7 +38,7 @@ import grain.python as grain
 import numpy as np
 from absl import flags
 
-from aird_jax.data import augment, index, preprocess
+from aird_jax.data import augment, blend, index, preprocess
 from aird_jax.data.degrade import DEGRADATIONS, degrade
 
 _MAX_EPOCHS = 1_000_000  # "forever": the sampler is lazy, so this costs nothing
@@ -72,13 +76,28 @@ def _epoch_order(labels: np.ndarray, seed: int, epoch: int, balance: bool) -> np
     return rng.permutation(np.concatenate(parts))
 
 
+def fakes(data_cfg) -> str:
+    """A run's ``data.fakes``: "" = the dataset's fakes, "sbi" = self-blended fakes made on the
+    fly from the real training faces (runs trained before it existed: "")."""
+    return str(data_cfg.get("fakes", ""))
+
+
+def _select_train(builder, data_cfg) -> tuple[np.ndarray, np.ndarray]:
+    """``index.select_train``; with ``data.fakes=sbi`` only its real records (SBI protocol)."""
+    idx, labels = index.select_train(builder, data_cfg)
+    if fakes(data_cfg) == "sbi":
+        real = np.asarray(labels) == 0
+        idx, labels = np.asarray(idx)[real], np.asarray(labels)[real]
+    return idx, labels
+
+
 def num_examples(data_cfg, split: str) -> int:
     """Examples per epoch for ``data_cfg.train_split`` (global, before host sharding, after
     frame sampling and balancing); for any other split, what ``eval_loader`` yields with
     ``frames_per_video=None`` (all frames)."""
     builder = index.prepared_builder(data_cfg)
     if split == data_cfg.train_split:
-        _, labels = index.select_train(builder, data_cfg)
+        _, labels = _select_train(builder, data_cfg)
         if data_cfg.balance and len(labels):
             return int(np.unique(labels, return_counts=True)[1].max() * len(np.unique(labels)))
         return len(labels)
@@ -92,7 +111,9 @@ def class_counts(data_cfg, split: str) -> dict[int, int]:
     lacks a class before anything runs."""
     builder = index.prepared_builder(data_cfg)
     if split == data_cfg.train_split:
-        _, labels = index.select_train(builder, data_cfg)
+        _, labels = _select_train(builder, data_cfg)
+        if fakes(data_cfg) == "sbi":  # each real face is a self-blended fake with p = 1/2
+            return {0: len(labels), 1: len(labels)}
     else:
         _, labels = index.select_eval(builder, data_cfg, split, None)
     values, counts = np.unique(np.asarray(labels), return_counts=True)
@@ -174,30 +195,54 @@ def _decode(data: bytes, where: str, build: str) -> np.ndarray:
 
 class _TrainTransform(grain.MapTransform):
     def __init__(
-        self, image_size: int, do_augment: bool, build: str = "the build", crop: str = "resize"
+        self,
+        image_size: int,
+        do_augment: bool,
+        build: str = "the build",
+        crop: str = "resize",
+        fakes: str = "",
+        blend_landmarks: str = "",
     ):
         self.image_size = int(image_size)
         self.do_augment = bool(do_augment)
         self.build = build
         self.crop = crop
+        self.fakes = fakes
+        self.landmarks = blend.parse_landmarks(blend_landmarks)
 
-    def _one(self, ex: dict) -> np.ndarray:
+    def _one(self, ex: dict) -> tuple[np.ndarray, int, np.ndarray | None]:
+        """(image, label, soft blend mask at model resolution or None) of one example."""
         rgb = _decode(ex["image"], ex.get("where", "a record"), self.build)
+        label, mask = ex["label"], None
+        if self.fakes == "sbi":
+            # SBI: a self-blended fake in place of the real face with p = 1/2 (its own stream
+            # from the key); its soft mask then goes through the same crop as the image.
+            rgb, mask, label = blend.sbi_example(rgb, ex["key"], self.landmarks)
         if not self.do_augment:
             # what eval and predict feed
-            return preprocess.prepare(rgb, self.image_size, self.crop)
+            fit = lambda a: preprocess.fit(a, self.image_size, self.crop)
+            return preprocess.to_float(fit(rgb)), label, None if mask is None else fit(mask)
         # Per-example streams from (seed, epoch, global position): reproducible for any host
         # count, worker count or resume point. The window has a stream of its own, so the
         # augmentation draws are those of a run without ``native`` crops.
-        window_rng = np.random.default_rng([*ex["key"], 1])
-        rgb = preprocess.train_window(rgb, self.image_size, self.crop, window_rng)
-        return augment.apply(rgb, augment.draw(np.random.default_rng(list(ex["key"]))))
+        window = lambda a: preprocess.train_window(
+            a, self.image_size, self.crop, np.random.default_rng([*ex["key"], 1])
+        )
+        draws = augment.draw(np.random.default_rng(list(ex["key"])))
+        image = augment.apply(window(rgb), draws)
+        if mask is not None:  # the only geometric augmentation is the flip
+            mask = window(mask)[:, ::-1] if draws.flip else window(mask)
+        return image, label, mask
 
     def map(self, exs: list[dict]) -> dict:
-        return {
-            "image": np.stack([self._one(ex) for ex in exs]),
-            "label": np.asarray([ex["label"] for ex in exs], np.int32),
+        outs = [self._one(ex) for ex in exs]
+        batch = {
+            "image": np.stack([o[0] for o in outs]),
+            "label": np.asarray([o[1] for o in outs], np.int32),
         }
+        if self.fakes == "sbi":  # Face X-ray targets: 4 M (1 - M); all-zero for real faces
+            batch["xray"] = np.stack([blend.xray(np.clip(o[2], 0.0, 1.0)) for o in outs])
+        return batch
 
 
 class StatefulIterator(grain.DatasetIterator):
@@ -247,14 +292,15 @@ class TrainLoader:
 def train_loader(
     data_cfg, *, seed: int, batch_size: int, shard_index: int = 0, shard_count: int = 1
 ) -> TrainLoader:
-    """Infinite training batches ``{"image": f32 [b,S,S,3] in [0,1], "label": i32 [b]}``."""
+    """Infinite training batches ``{"image": f32 [b,S,S,3] in [0,1], "label": i32 [b]}``, plus
+    ``"xray": f32 [b,S,S]`` (the blending boundary) with ``data.fakes=sbi``."""
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}.")
     if not 0 <= shard_index < shard_count:
         raise ValueError(f"shard_index {shard_index} not in [0, {shard_count}).")
     builder = index.prepared_builder(data_cfg)
     split = data_cfg.train_split
-    idx, labels = index.select_train(builder, data_cfg)
+    idx, labels = _select_train(builder, data_cfg)
     if len(idx) == 0:
         raise ValueError(f"Split {split!r} of {builder.name!r} is empty.")
     src = _TrainSource(
@@ -281,6 +327,8 @@ def train_loader(
                 data_cfg.augment,
                 _build_name(builder, split),
                 preprocess.data_crop(data_cfg),
+                fakes(data_cfg),
+                str(data_cfg.get("blend_landmarks", "")),
             )
         ],
         int(data_cfg.workers),

@@ -94,7 +94,15 @@ BASELINES = {
     ),
     "F3-Net": RunSpec("f3net", "late_fusion", "f3net"),
     "SPSL": RunSpec("spsl", "late_fusion", "spsl"),
-    "Face X-ray": RunSpec("face_xray", "late_fusion", "face_xray"),
+    # Face X-ray learns the blending boundary, so it trains on real faces plus self-blended fakes
+    # (data.fakes=sbi; aird_jax/data/blend.py), on the EfficientNet trunk (see face_xray.py).
+    "Face X-ray": RunSpec(
+        "face_xray",
+        "late_fusion",
+        "face_xray",
+        overrides=(("data.fakes", "sbi"),),
+        smoke_model_name="face_xray_tiny",
+    ),
 }
 
 

@@ -335,11 +335,14 @@ class EfficientNet(nn.Module):
     bn_momentum: float | None = None
     axis_name: str | None = None
     num_classes: int = 0
+    # True: return (pooled, maps), maps = the last feature map at each stride 2, 4, .., 32
+    # (dense prediction heads, e.g. Face X-ray's boundary map).
+    return_maps: bool = False
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = False) -> Any:
         stem, blocks, head = arch_spec(self.variant, self.drop_path_rate)
         style = STYLES[self.variant]
         act = ACTIVATIONS[style.act]
@@ -353,7 +356,10 @@ class EfficientNet(nn.Module):
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         x = Conv(stem, 3, 2, self.padding, name="conv_stem", **kw)(x)
         x = act(bn("bn1")(x, use_running_average=not train))
+        maps = []
         for sp in blocks:
+            if sp.stride > 1:
+                maps.append(x)
             x = MBBlock(
                 sp,
                 self.padding,
@@ -374,8 +380,9 @@ class EfficientNet(nn.Module):
         if not self.is_initializing():
             self.sow("intermediates", "feature_map", x)
             x = self.perturb("feature_map", x)
+        maps.append(x)
         x = jnp.mean(x, axis=(1, 2))
         if self.num_classes:
             x = nn.Dropout(DROPOUT[self.variant])(x, deterministic=not train)
             x = nn.Dense(self.num_classes, name="classifier", **kw)(x)
-        return x
+        return (x, maps) if self.return_maps else x

@@ -64,6 +64,11 @@ class FaceFolder(AirdBuilder):
         return source_fingerprint(manual_dir)
 
     def _source_config(self, config):
+        if isinstance(config, tfds.core.BuilderConfig) and config.name.startswith("src_"):
+            # A builder re-created from its pickled state (grain worker processes) passes the
+            # config this method made.
+            self.aird_source_fingerprint = config.name.removeprefix("src_")
+            return config
         if config is not None:
             raise ValueError(
                 f"Dataset {self.name!r} has no configs (got {config!r}); its build is keyed by "

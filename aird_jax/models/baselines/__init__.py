@@ -3,8 +3,10 @@
 * ``mesonet`` (``mesonet.py``): Meso-4, from scratch.
 * ``xception`` / ``xception_tiny`` (``xception.py``): the FaceForensics++ Xception (ImageNet
   weights through ``aird_jax.models.port_xception``) and its test-scale variant.
+* ``face_xray`` / ``face_xray_tiny`` (``face_xray.py``): Face X-ray (blending-boundary map and
+  classifier) on the EfficientNet trunk, trained on self-blended fakes (``data.fakes=sbi``).
 """
 
-from aird_jax.models.baselines import mesonet, xception
+from aird_jax.models.baselines import face_xray, mesonet, xception
 
-__all__ = ["mesonet", "xception"]
+__all__ = ["face_xray", "mesonet", "xception"]
