@@ -27,7 +27,7 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PARALLEL_MODES = ("shard_map", "pmap")
 # Keys that may change between a run and its resumption without changing any result.
-RESUME_MUTABLE = {"train.progress", "data.workers", "train.log_every_steps"}
+RESUME_MUTABLE = {"train.progress", "data.workers", "data.cache", "train.log_every_steps"}
 # Where the data sit, not what they are: ``data.root`` given explicitly or by default, or data
 # moved to another disk, does not block a resume. The dataset itself is defined by data.name,
 # data.config, the splits, data.methods, data.max_examples and data.frames_per_video, which are
@@ -155,6 +155,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         (
             d.get("crop", "resize") in ("resize", "native"),
             f"data.crop must be 'resize' or 'native', got {d.get('crop')!r}",
+        ),
+        (
+            d.get("cache", "") in ("", "decoded"),
+            f"data.cache must be '' (off) or 'decoded', got {d.get('cache')!r}",
         ),
     ]
     for ok, msg in checks:

@@ -76,6 +76,9 @@ def _base() -> ml_collections.ConfigDict:
     # "resize": the whole face resized to image_size (paper); "native": image_size windows of
     # the face at its own resolution (random in training, centred otherwise), no resampling.
     d.crop = "resize"
+    # "decoded": read faces from a decoded-frame cache (raw uint8 at the training geometry,
+    # built once under the build folder; same batches, no PNG/JPEG decode); "" = decode each time.
+    d.cache = ""
     d.frames_per_video = 10
     d.balance = False
     d.augment = True

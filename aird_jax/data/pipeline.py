@@ -34,7 +34,7 @@ import grain.python as grain
 import numpy as np
 from absl import flags
 
-from aird_jax.data import augment, index, preprocess
+from aird_jax.data import augment, augment_batch, decoded_cache, index, preprocess
 from aird_jax.data.degrade import DEGRADATIONS, degrade
 
 _MAX_EPOCHS = 1_000_000  # "forever": the sampler is lazy, so this costs nothing
@@ -154,6 +154,21 @@ def _build_name(builder, split: str) -> str:
     return f"split {split!r} of {builder.name!r} in {builder.data_dir}"
 
 
+def _records(builder, split: str, data_cfg):
+    """The split's records: from the build (encoded images), or, with ``data.cache="decoded"``,
+    from its decoded-frame cache (same records, images already decoded; same batches)."""
+    if decoded_cache.data_cache(data_cfg) != "decoded":
+        return index.data_source(builder, split)
+    build = _build_name(builder, split)
+    return decoded_cache.source(
+        builder,
+        split,
+        int(data_cfg.image_size),
+        preprocess.data_crop(data_cfg),
+        lambda rec, k: _decode(rec["image"], _where(rec, k), build),
+    )
+
+
 def _where(record: dict, position: int) -> str:
     """A record's identity for error messages (video id, frame, position in the split)."""
     vid = index.to_str(record.get("video_id", ""))
@@ -181,23 +196,28 @@ class _TrainTransform(grain.MapTransform):
         self.build = build
         self.crop = crop
 
-    def _one(self, ex: dict) -> np.ndarray:
-        rgb = _decode(ex["image"], ex.get("where", "a record"), self.build)
-        if not self.do_augment:
-            # what eval and predict feed
-            return preprocess.prepare(rgb, self.image_size, self.crop)
+    def _rgb(self, ex: dict) -> np.ndarray:
+        if isinstance(ex["image"], np.ndarray):  # decoded-frame cache: already decoded
+            return ex["image"]
+        return _decode(ex["image"], ex.get("where", "a record"), self.build)
+
+    def _window(self, ex: dict) -> np.ndarray:
         # Per-example streams from (seed, epoch, global position): reproducible for any host
         # count, worker count or resume point. The window has a stream of its own, so the
         # augmentation draws are those of a run without ``native`` crops.
         window_rng = np.random.default_rng([*ex["key"], 1])
-        rgb = preprocess.train_window(rgb, self.image_size, self.crop, window_rng)
-        return augment.apply(rgb, augment.draw(np.random.default_rng(list(ex["key"]))))
+        return preprocess.train_window(self._rgb(ex), self.image_size, self.crop, window_rng)
 
     def map(self, exs: list[dict]) -> dict:
-        return {
-            "image": np.stack([self._one(ex) for ex in exs]),
-            "label": np.asarray([ex["label"] for ex in exs], np.int32),
-        }
+        if self.do_augment:
+            # Bitwise what augment.apply gives per example, with the same per-example draws.
+            draws = [augment.draw(np.random.default_rng(list(ex["key"]))) for ex in exs]
+            image = augment_batch.apply_batch([self._window(ex) for ex in exs], draws)
+        else:  # what eval and predict feed
+            image = np.stack(
+                [preprocess.prepare(self._rgb(ex), self.image_size, self.crop) for ex in exs]
+            )
+        return {"image": image, "label": np.asarray([ex["label"] for ex in exs], np.int32)}
 
 
 class StatefulIterator(grain.DatasetIterator):
@@ -258,7 +278,7 @@ def train_loader(
     if len(idx) == 0:
         raise ValueError(f"Split {split!r} of {builder.name!r} is empty.")
     src = _TrainSource(
-        index.data_source(builder, split),
+        _records(builder, split, data_cfg),
         idx,
         labels,
         seed,
@@ -334,8 +354,9 @@ class _EvalTransform(grain.MapTransform):
         self.build = build
         self.crop = crop
 
-    def _one(self, data: bytes, where: str = "a record") -> np.ndarray:
-        rgb = _decode(data, where, self.build)
+    def _one(self, data, where: str = "a record") -> np.ndarray:
+        # bytes from the build, or uint8 pixels from the decoded-frame cache
+        rgb = data if isinstance(data, np.ndarray) else _decode(data, where, self.build)
         if self.degradation and self.degradation != "none":
             # Degraded at model resolution: blur sigma is in the model's pixels and JPEG blocks
             # align with the frequency stream's 8x8 DCT blocks.
@@ -416,7 +437,7 @@ def eval_loader(
     per = math.ceil(len(idx) / shard_count) if len(idx) else 0
     mine = idx[shard_index * per : (shard_index + 1) * per]
     return EvalLoader(
-        index.data_source(builder, split),
+        _records(builder, split, data_cfg),
         mine,
         batch_size=batch_size,
         image_size=int(data_cfg.image_size),
