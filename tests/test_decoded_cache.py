@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 
 import cv2
 import numpy as np
@@ -115,3 +116,15 @@ def test_a_truncated_cache_is_refused_with_the_way_out(cfg):
     os.truncate(folder / "pixels.u8", 100)
     with pytest.raises(ValueError, match="incomplete.*delete that folder"):
         pipeline._records(builder, "train", c)
+
+
+def test_face_folder_sources_survive_pickling_for_worker_processes(cfg):
+    # Regression: the unpickled face_folder builder (what a grain worker gets) was re-made from
+    # tfds' record of its arguments, which names a derived config it refuses.
+    for c in (cfg, with_(cfg, cache="decoded")):
+        src = pipeline._records(index.prepared_builder(c), "train", c)
+        again = pickle.loads(pickle.dumps(src))
+        assert len(again) == len(src)
+        for k in (0, len(src) - 1):
+            a, b = src[k]["image"], again[k]["image"]
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
