@@ -109,6 +109,7 @@ def _base() -> ml_collections.ConfigDict:
     t.keep_checkpoints = 2
     t.log_every_steps = 20
     t.progress = True  # tqdm progress bar
+    t.prefetch = 2  # batches put on the devices ahead of the step (0 = none); same numbers
 
     lo = c.loss = ml_collections.ConfigDict()
     lo.lam = 0.5
