@@ -27,7 +27,13 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PARALLEL_MODES = ("shard_map", "pmap")
 # Keys that may change between a run and its resumption without changing any result.
-RESUME_MUTABLE = {"train.progress", "data.workers", "train.log_every_steps"}
+RESUME_MUTABLE = {
+    "train.progress",
+    "train.prefetch",
+    "data.workers",
+    "data.cache",
+    "train.log_every_steps",
+}
 # Where the data sit, not what they are: ``data.root`` given explicitly or by default, or data
 # moved to another disk, does not block a resume. The dataset itself is defined by data.name,
 # data.config, the splits, data.methods, data.max_examples and data.frames_per_video, which are
@@ -146,6 +152,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             t.checkpoint_every_steps >= 0,
             f"train.checkpoint_every_steps must be >= 0, got {t.checkpoint_every_steps}",
         ),
+        (t.get("prefetch", 0) >= 0, f"train.prefetch must be >= 0, got {t.get('prefetch')}"),
         (t.keep_checkpoints >= 1, f"train.keep_checkpoints must be >= 1, got {t.keep_checkpoints}"),
         (lo.lam >= 0, f"loss.lam must be >= 0, got {lo.lam}"),
         (lo.temperature > 0, f"loss.temperature must be > 0, got {lo.temperature}"),
@@ -170,6 +177,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         (
             d.get("crop", "resize") in ("resize", "native"),
             f"data.crop must be 'resize' or 'native', got {d.get('crop')!r}",
+        ),
+        (
+            d.get("cache", "") in ("", "decoded"),
+            f"data.cache must be '' (off) or 'decoded', got {d.get('cache')!r}",
         ),
     ]
     for ok, msg in checks:

@@ -33,6 +33,7 @@ from aird_jax.checkpoint import RunCheckpoints
 from aird_jax.data import pipeline
 from aird_jax.models import build_model, is_backbone_path, load_pretrained
 from aird_jax.parallel import AXIS, Parallel, make_parallel
+from aird_jax.prefetch import DevicePrefetch
 from aird_jax.run_log import RunLog
 
 
@@ -272,6 +273,12 @@ def steps_per_epoch(config: ml_collections.ConfigDict, data: Any) -> tuple[int, 
     return n_train, spe
 
 
+def _batch_keys(raw: dict) -> tuple[str, ...]:
+    """What the step takes from a host batch: image and label, plus X-ray targets when the
+    data makes them (``data.fakes=sbi``)."""
+    return ("image", "label", "xray") if "xray" in raw else ("image", "label")
+
+
 class Trainer:
     """One run's loop: built from the config, then :meth:`run` until stopped or done."""
 
@@ -297,7 +304,13 @@ class Trainer:
             shard_index=proc,
             shard_count=n_proc,
         )
-        self.it = iter(loader)
+        # Batches go to the devices train.prefetch steps ahead; checkpoints record the data
+        # position of the batches consumed.
+        self.it = DevicePrefetch(
+            iter(loader),
+            lambda raw: par.put_batch({k: np.asarray(raw[k]) for k in _batch_keys(raw)}),
+            config.train.get("prefetch", 0),
+        )
         # Only now (model built, data opened) does anything get written to the workdir.
         self.log = RunLog(workdir, config.train, enabled=proc == 0)
         self.ckpt = RunCheckpoints(workdir, self.t.keep_checkpoints)
@@ -382,9 +395,7 @@ class Trainer:
         loop, t = self.loop, self.t
         self.log.start_epoch(loop.epoch, self.spe, loop.step_in_epoch, compiling=not self.compiled)
         while loop.step_in_epoch < self.spe:
-            raw = next(self.it)
-            keys = ("image", "label", "xray") if "xray" in raw else ("image", "label")
-            batch = self.par.put_batch({k: np.asarray(raw[k]) for k in keys})
+            batch = next(self.it)
             self.state, m = self.step_fn(self.state, batch, self.seed_key)
             if not self.compiled:  # the bar's clock (and ETA) starts after compilation
                 jax.block_until_ready(m)

@@ -76,6 +76,9 @@ def _base() -> ml_collections.ConfigDict:
     # "resize": the whole face resized to image_size (paper); "native": image_size windows of
     # the face at its own resolution (random in training, centred otherwise), no resampling.
     d.crop = "resize"
+    # "decoded": read faces from a decoded-frame cache (raw uint8 at the training geometry,
+    # built once under the build folder; same batches, no PNG/JPEG decode); "" = decode each time.
+    d.cache = ""
     d.frames_per_video = 10
     d.balance = False
     d.augment = True
@@ -113,6 +116,7 @@ def _base() -> ml_collections.ConfigDict:
     t.keep_checkpoints = 2
     t.log_every_steps = 20
     t.progress = True  # tqdm progress bar
+    t.prefetch = 2  # batches put on the devices ahead of the step (0 = none); same numbers
 
     lo = c.loss = ml_collections.ConfigDict()
     lo.lam = 0.5

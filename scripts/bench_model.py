@@ -1,6 +1,6 @@
 """CPU benchmark: our Flax B4 / detector vs timm efficientnet_b4 in PyTorch, side by side.
 
-  python scripts/bench_model.py [--batch 8] [--size 224] [--steps 5] [--depthwise auto]
+  python scripts/bench_model.py [--batch 8] [--size 224] [--steps 5] [--depthwise auto] [--json]
 
 Measures, in one process and interleaving the two frameworks round by round (so that machine
 load hits both alike):
@@ -16,6 +16,7 @@ The model section is the config file's (configs/late_supcon.py), with ``--depthw
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 
@@ -215,6 +216,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--rounds", type=int, default=3, help="alternating JAX/PyTorch rounds")
     ap.add_argument("--depthwise", default="auto", choices=("auto", "native", "shifted"))
     ap.add_argument("--real-init", action="store_true", help="jit model.init (slow compile)")
+    ap.add_argument("--json", action="store_true", help="end with one JSON line (the ratios)")
     args = ap.parse_args(argv)
     print(f"jax {jax.__version__} backend={jax.default_backend()} devices={jax.devices()}")
     info, j_fwd, j_step = flax_setup(args)
@@ -249,6 +251,14 @@ def main(argv: list[str] | None = None) -> dict:
     )
     if hasattr(os, "getloadavg"):  # other processes distort both sides; say how busy we were
         print(f"load average (1/5/15 min): {os.getloadavg()}, cores: {os.cpu_count()}")
+    if args.json:
+        ratios = {
+            "forward_ratio": ips["jax_fwd"] / ips["torch_fwd"],
+            "train_step_ratio": ips["jax_step"] / ips["torch_step"],
+        }
+        out = {**ratios, **ips, **info, "batch": args.batch, "size": args.size}
+        finite = {k: (v if np.isfinite(v) else None) for k, v in out.items()}  # strict JSON
+        print(json.dumps(finite))
     return {**info, **ips}
 
 

@@ -90,4 +90,3 @@ def apply(rgb: np.ndarray, d: Draws, p: AugmentParams = AugmentParams()) -> np.n
         noise = np.random.default_rng(d.noise_seed).standard_normal(x.shape, dtype=np.float32)
         x = np.clip(x + np.float32(p.noise_sigma) * noise, 0.0, 1.0)
     return np.ascontiguousarray(x, dtype=np.float32)
-

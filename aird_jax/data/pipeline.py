@@ -38,7 +38,7 @@ import grain.python as grain
 import numpy as np
 from absl import flags
 
-from aird_jax.data import augment, blend, index, preprocess
+from aird_jax.data import augment, augment_batch, blend, decoded_cache, index, preprocess
 from aird_jax.data.degrade import DEGRADATIONS, degrade
 
 _MAX_EPOCHS = 1_000_000  # "forever": the sampler is lazy, so this costs nothing
@@ -175,6 +175,21 @@ def _build_name(builder, split: str) -> str:
     return f"split {split!r} of {builder.name!r} in {builder.data_dir}"
 
 
+def _records(builder, split: str, data_cfg):
+    """The split's records: from the build (encoded images), or, with ``data.cache="decoded"``,
+    from its decoded-frame cache (same records, images already decoded; same batches)."""
+    if decoded_cache.data_cache(data_cfg) != "decoded":
+        return index.data_source(builder, split)
+    build = _build_name(builder, split)
+    return decoded_cache.source(
+        builder,
+        split,
+        int(data_cfg.image_size),
+        preprocess.data_crop(data_cfg),
+        lambda rec, k: _decode(rec["image"], _where(rec, k), build),
+    )
+
+
 def _where(record: dict, position: int) -> str:
     """A record's identity for error messages (video id, frame, position in the split)."""
     vid = index.to_str(record.get("video_id", ""))
@@ -210,38 +225,51 @@ class _TrainTransform(grain.MapTransform):
         self.fakes = fakes
         self.landmarks = blend.parse_landmarks(blend_landmarks)
 
-    def _one(self, ex: dict) -> tuple[np.ndarray, int, np.ndarray | None]:
-        """(image, label, soft blend mask at model resolution or None) of one example."""
-        rgb = _decode(ex["image"], ex.get("where", "a record"), self.build)
-        label, mask = ex["label"], None
+    def _rgb(self, ex: dict) -> np.ndarray:
+        if isinstance(ex["image"], np.ndarray):  # decoded-frame cache: already decoded
+            return ex["image"]
+        return _decode(ex["image"], ex.get("where", "a record"), self.build)
+
+    def _source(self, ex: dict) -> tuple[np.ndarray, int, np.ndarray | None]:
+        """(uint8 face, label, soft blend mask or None) of one example before cropping."""
+        rgb, label, mask = self._rgb(ex), ex["label"], None
         if self.fakes == "sbi":
             # SBI: a self-blended fake in place of the real face with p = 1/2 (its own stream
             # from the key); its soft mask then goes through the same crop as the image.
             rgb, mask, label = blend.sbi_example(rgb, ex["key"], self.landmarks)
-        if not self.do_augment:
-            # what eval and predict feed
-            fit = lambda a: preprocess.fit(a, self.image_size, self.crop)
-            return preprocess.to_float(fit(rgb)), label, None if mask is None else fit(mask)
+        return rgb, label, mask
+
+    def _window(self, ex: dict, a: np.ndarray) -> np.ndarray:
         # Per-example streams from (seed, epoch, global position): reproducible for any host
         # count, worker count or resume point. The window has a stream of its own, so the
         # augmentation draws are those of a run without ``native`` crops.
-        window = lambda a: preprocess.train_window(
-            a, self.image_size, self.crop, np.random.default_rng([*ex["key"], 1])
-        )
-        draws = augment.draw(np.random.default_rng(list(ex["key"])))
-        image = augment.apply(window(rgb), draws)
-        if mask is not None:  # the only geometric augmentation is the flip
-            mask = window(mask)[:, ::-1] if draws.flip else window(mask)
-        return image, label, mask
+        window_rng = np.random.default_rng([*ex["key"], 1])
+        return preprocess.train_window(a, self.image_size, self.crop, window_rng)
+
+    def _train_mask(self, ex: dict, mask: np.ndarray | None, flip: bool) -> np.ndarray | None:
+        """The blend mask through the image's window and flip (the only geometric change)."""
+        if mask is None:
+            return None
+        w = self._window(ex, mask)
+        return w[:, ::-1] if flip else w
 
     def map(self, exs: list[dict]) -> dict:
-        outs = [self._one(ex) for ex in exs]
-        batch = {
-            "image": np.stack([o[0] for o in outs]),
-            "label": np.asarray([o[1] for o in outs], np.int32),
-        }
+        srcs = [self._source(ex) for ex in exs]
+        masks: list[np.ndarray | None]
+        if self.do_augment:
+            # Bitwise what augment.apply gives per example, with the same per-example draws.
+            draws = [augment.draw(np.random.default_rng(list(ex["key"]))) for ex in exs]
+            image = augment_batch.apply_batch(
+                [self._window(ex, s[0]) for ex, s in zip(exs, srcs)], draws
+            )
+            masks = [self._train_mask(ex, s[2], d.flip) for ex, s, d in zip(exs, srcs, draws)]
+        else:  # what eval and predict feed
+            fit = lambda a: preprocess.fit(a, self.image_size, self.crop)  # noqa: E731
+            image = np.stack([preprocess.to_float(fit(s[0])) for s in srcs])
+            masks = [None if s[2] is None else fit(s[2]) for s in srcs]
+        batch = {"image": image, "label": np.asarray([s[1] for s in srcs], np.int32)}
         if self.fakes == "sbi":  # Face X-ray targets: 4 M (1 - M); all-zero for real faces
-            batch["xray"] = np.stack([blend.xray(np.clip(o[2], 0.0, 1.0)) for o in outs])
+            batch["xray"] = np.stack([blend.xray(np.clip(m, 0.0, 1.0)) for m in masks])
         return batch
 
 
@@ -304,7 +332,7 @@ def train_loader(
     if len(idx) == 0:
         raise ValueError(f"Split {split!r} of {builder.name!r} is empty.")
     src = _TrainSource(
-        index.data_source(builder, split),
+        _records(builder, split, data_cfg),
         idx,
         labels,
         seed,
@@ -382,8 +410,9 @@ class _EvalTransform(grain.MapTransform):
         self.build = build
         self.crop = crop
 
-    def _one(self, data: bytes, where: str = "a record") -> np.ndarray:
-        rgb = _decode(data, where, self.build)
+    def _one(self, data, where: str = "a record") -> np.ndarray:
+        # bytes from the build, or uint8 pixels from the decoded-frame cache
+        rgb = data if isinstance(data, np.ndarray) else _decode(data, where, self.build)
         if self.degradation and self.degradation != "none":
             # Degraded at model resolution: blur sigma is in the model's pixels and JPEG blocks
             # align with the frequency stream's 8x8 DCT blocks.
@@ -464,7 +493,7 @@ def eval_loader(
     per = math.ceil(len(idx) / shard_count) if len(idx) else 0
     mine = idx[shard_index * per : (shard_index + 1) * per]
     return EvalLoader(
-        index.data_source(builder, split),
+        _records(builder, split, data_cfg),
         mine,
         batch_size=batch_size,
         image_size=int(data_cfg.image_size),

@@ -75,7 +75,7 @@ def _window(rgb: np.ndarray, size: int, top: int, left: int) -> np.ndarray:
     return np.ascontiguousarray(rgb[top : top + size, left : left + size])
 
 
-def _at_least(rgb: np.ndarray, size: int) -> np.ndarray:
+def at_least(rgb: np.ndarray, size: int) -> np.ndarray:
     """Enlarge (bicubic, aspect kept) a face smaller than ``size`` on a side; others unchanged."""
     h, w = rgb.shape[:2]
     if min(h, w) >= size:
@@ -91,7 +91,7 @@ def fit(rgb: np.ndarray, size: int, crop: str = "resize") -> np.ndarray:
         return resize(rgb, size)
     if crop != "native":
         raise ValueError(f"data.crop={crop!r} must be one of {CROPS}")
-    rgb = _at_least(rgb, size)
+    rgb = at_least(rgb, size)
     h, w = rgb.shape[:2]
     return _window(rgb, size, (h - size) // 2, (w - size) // 2)
 
@@ -100,7 +100,7 @@ def train_window(rgb: np.ndarray, size: int, crop: str, rng: np.random.Generator
     """Like :func:`fit`, but a ``native`` window is placed uniformly at random (from ``rng``)."""
     if crop != "native":
         return fit(rgb, size, crop)
-    rgb = _at_least(rgb, size)
+    rgb = at_least(rgb, size)
     h, w = rgb.shape[:2]
     top, left = (int(v) for v in rng.integers(0, [h - size + 1, w - size + 1]))
     return _window(rgb, size, top, left)

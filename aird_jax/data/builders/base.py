@@ -182,7 +182,17 @@ class AirdBuilder(tfds.core.GeneratorBasedBuilder):
         self.aird_records: dict[str, int] = {}
         if config == "":
             config = None
+        given = config
         config = self._source_config(config)
+        # What __setstate__ re-runs (tfds' own record lacks the folders and fingerprint).
+        self._aird_init = dict(
+            config=given,
+            data_dir=data_dir,
+            manual_dir=self.aird_manual_dir,
+            faces_dir=self.aird_faces_dir,
+            source_fingerprint=self.aird_source_fingerprint,
+            **kwargs,
+        )
         if isinstance(config, str) and self.BUILDER_CONFIGS:
             names = [c.name for c in self.BUILDER_CONFIGS]
             if config not in names:
@@ -193,6 +203,15 @@ class AirdBuilder(tfds.core.GeneratorBasedBuilder):
             super().__init__(
                 config=config, data_dir=os.fspath(data_dir), file_format="array_record", **kwargs
             )
+
+    # Pickling (grain worker processes receive the data source, which holds its builder): tfds
+    # re-runs __init__ with the arguments it recorded, which hold the config FaceFolder derives
+    # from its folder and lack the folders themselves; re-run ours instead.
+    def __getstate__(self) -> dict:
+        return {"aird_init": self._aird_init}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state["aird_init"])
 
     @classmethod
     def source_key(cls, manual_dir: Path, faces_dir: Path) -> str:
