@@ -3,8 +3,10 @@
 * ``mesonet`` (``mesonet.py``): Meso-4, from scratch.
 * ``xception`` / ``xception_tiny`` (``xception.py``): the FaceForensics++ Xception (ImageNet
   weights through ``aird_jax.models.port_xception``) and its test-scale variant.
+* ``f3net`` / ``f3net_tiny`` (``f3net.py``): F3-Net (FAD + LFS streams, MixBlock fusion).
+* ``spsl`` / ``spsl_tiny`` (``spsl.py``): SPSL (RGB + phase-only image into Xception).
 """
 
-from aird_jax.models.baselines import mesonet, xception
+from aird_jax.models.baselines import f3net, mesonet, spsl, xception
 
-__all__ = ["mesonet", "xception"]
+__all__ = ["f3net", "mesonet", "spsl", "xception"]
