@@ -278,7 +278,7 @@ def test_trains_with_the_project_step(module, fast_compile):
     st, key = par.put_state(hs), par.put_state(train.seed_key_data(0))
     batch = par.put_batch({"image": x, "label": y})
     losses = []
-    for _ in range(12):
+    for _ in range(6):  # the loss halves within ~4 steps at lr 1e-3
         st, m = step(st, batch, key)
         losses.append(par.get_metrics(m)["loss"])
     assert np.all(np.isfinite(losses)) and losses[-1] < 0.5 * losses[0], losses
