@@ -149,13 +149,14 @@ def test_mixblock_matches_naive_loop_and_counts(x64):
     assert count_params(shapes["params"]) == f3net.mixblock_param_count(6)
     v = jax.tree.map(lambda s: rng.normal(size=s.shape), shapes)
     v["batch_stats"] = jax.tree.map(lambda a: np.abs(a) + 0.5, v["batch_stats"])
-    yf, yl = block.apply(v, jnp.asarray(xf), jnp.asarray(xl))
+    apply = jax.jit(block.apply)  # one compile instead of one per op
+    yf, yl = apply(v, jnp.asarray(xf), jnp.asarray(xl))
     rf, rl = _mix_reference(v["params"], v["batch_stats"], xf, xl)
     np.testing.assert_allclose(np.asarray(yf), rf, atol=1e-10)
     np.testing.assert_allclose(np.asarray(yl), rl, atol=1e-10)
     # Freshly initialised (gates 0) it is the identity: the pretrained streams start undisturbed.
     v0 = jax.jit(block.init)(jax.random.key(1), xf, xl)
-    y0 = block.apply(v0, jnp.asarray(xf), jnp.asarray(xl))
+    y0 = apply(v0, jnp.asarray(xf), jnp.asarray(xl))
     np.testing.assert_allclose(np.asarray(y0[0]), xf, atol=1e-12)
     np.testing.assert_allclose(np.asarray(y0[1]), xl, atol=1e-12)
 
