@@ -97,7 +97,8 @@ def _cost_note(size: int, batch: int, smoke: bool) -> str:
     if smoke:
         note += (
             f" SMOKE: the tiny smoke model (not EfficientNet-B4) at {size} px, not 224; "
-            "baselines at the same size (Xception as xception_tiny when registered)."
+            "baselines at the same size (Xception, F3-Net as xception_tiny, f3net_tiny when "
+            "registered)."
         )
     return note
 

@@ -16,7 +16,7 @@ from flax import traverse_util
 
 from aird_jax.models.port import load_variables
 from aird_jax.models.port_efficientnet_pytorch import WHEELS
-from aird_jax.models.registry import BACKBONE
+from aird_jax.models.registry import BACKBONE, PRETRAINED_ADAPTERS
 
 
 def port_command(model_cfg: Any) -> str:
@@ -69,7 +69,8 @@ def load_pretrained(variables: Any, model_cfg: Any) -> Any:
 
     No-op when ``model_cfg.pretrained == ""``. Every leaf must match in name and shape; for
     ``fusion="early"`` the 3-channel stem kernel is extended with a zero 4th (DCT) channel, so the
-    network starts out computing exactly the ImageNet features.
+    network starts out computing exactly the ImageNet features. Models registered with
+    ``adapt_pretrained`` map the file's trees onto theirs first.
     """
     path = model_cfg.pretrained
     if not path:
@@ -91,8 +92,10 @@ def load_pretrained(variables: Any, model_cfg: Any) -> Any:
                 f"matching checkpoint ({port_command(model_cfg)})"
             )
     out = {c: dict(v) for c, v in variables.items()}
+    adapt = PRETRAINED_ADAPTERS.get(model_cfg.name)
     for coll in ("params", "batch_stats"):
-        out[coll][BACKBONE] = _merge_backbone(
-            variables[coll][BACKBONE], src.get(coll, {}), path, coll, model_cfg
-        )
+        dst, new = variables[coll][BACKBONE], src.get(coll, {})
+        if adapt is not None:  # e.g. SPSL's 4-channel stem, F3-Net's two streams
+            new = adapt(new, dst)
+        out[coll][BACKBONE] = _merge_backbone(dst, new, path, coll, model_cfg)
     return out

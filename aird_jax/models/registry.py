@@ -30,20 +30,32 @@ from aird_jax.ops.conv import DEPTHWISE_IMPLS
 
 Builder = Callable[[Any, "str | None"], nn.Module]
 Validator = Callable[[Any], None]
+# (ported ImageNet backbone tree, the model's backbone tree of shapes) -> a tree fitting the model
+Adapter = Callable[[Any, Any], Any]
 
 MODELS: dict[str, Builder] = {}
 VALIDATORS: dict[str, Validator] = {}
+PRETRAINED_ADAPTERS: dict[str, Adapter] = {}
 BACKBONE = "rgb_backbone"
 DTYPES = ("float32", "bfloat16", "float16", "float64")
 
 
-def register_model(name: str, validate: Validator | None = None) -> Callable[[Builder], Builder]:
-    """Decorator: register the builder under ``name`` (and its validator, if any)."""
+def register_model(
+    name: str, validate: Validator | None = None, adapt_pretrained: Adapter | None = None
+) -> Callable[[Builder], Builder]:
+    """Decorator: register the builder under ``name`` (and its validator, if any).
+
+    ``adapt_pretrained(src, dst)`` (optional) maps one collection of a ported ImageNet backbone
+    onto the model's ``rgb_backbone`` tree when they differ (e.g. more input channels, or two
+    streams that both start from ImageNet); ``load_pretrained`` applies it before its strict check.
+    """
 
     def deco(fn: Builder) -> Builder:
         MODELS[name] = fn
         if validate is not None:
             VALIDATORS[name] = validate
+        if adapt_pretrained is not None:
+            PRETRAINED_ADAPTERS[name] = adapt_pretrained
         return fn
 
     return deco

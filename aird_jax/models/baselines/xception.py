@@ -143,17 +143,28 @@ def xception_blocks(
 class XceptionTrunk(nn.Module):
     """Xception without its classifier: normalised image -> [B, 2048] pooled features.
 
-    `width` / `middle_blocks` exist only for "xception_tiny"; the defaults are Xception."""
+    `width` / `middle_blocks` exist only for "xception_tiny"; the defaults are Xception.
+    `first_stride` = 1 serves F3-Net's LFS stream (its input is already at half resolution).
+    Calling with ``start``/``stop`` runs only the stages [start, stop) of ``num_stages()``: 0 is
+    the stem (conv1..bn2), 1..N the blocks, N + 1 the exit convs and pooling. F3-Net interleaves
+    two trunks this way; a stage's modules keep their names, so the ImageNet port fits either.
+    """
 
     axis_name: str | None = None
     depthwise: str = "native"
     width: float = 1.0
     middle_blocks: int = 8
+    first_stride: int = 2
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
+    def num_stages(self) -> int:
+        return len(xception_blocks(self.width, self.middle_blocks)) + 2
+
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, train: bool = False, start: int = 0, stop: int | None = None
+    ) -> jax.Array:
         kw = {"dtype": self.dtype, "param_dtype": self.param_dtype}
         w = lambda c: _width(c, self.width)
 
@@ -167,17 +178,23 @@ class XceptionTrunk(nn.Module):
             kernel_init=_conv_init, name=name, **kw,
         )  # fmt: skip
         sep = lambda ch, name: SeparableConv(w(ch), self.depthwise, name=name, **kw)
-        x = nn.relu(bn("bn1")(conv(32, 2, "conv1")(x)))
-        x = nn.relu(bn("bn2")(conv(64, 1, "conv2")(x)))
         blocks = xception_blocks(self.width, self.middle_blocks)
+        stop = self.num_stages() if stop is None else stop
+        if start <= 0 < stop:
+            x = nn.relu(bn("bn1")(conv(32, self.first_stride, "conv1")(x)))
+            x = nn.relu(bn("bn2")(conv(64, 1, "conv2")(x)))
         for i, (cin, cout, reps, s, swr, gf) in enumerate(blocks, start=1):
-            x = XceptionBlock(
-                cin, cout, reps, s, swr, gf, self.axis_name, self.depthwise, name=f"block{i}", **kw
-            )(x, train)
-        x = nn.relu(bn("bn3")(sep(1536, "conv3")(x)))
-        x = nn.relu(bn("bn4")(sep(XCEPTION_FEATURES, "conv4")(x)))
-        # Pool in float32 whatever the compute dtype: a 2048-wide mean in bf16 loses digits.
-        return jnp.mean(x.astype(jnp.promote_types(x.dtype, jnp.float32)), axis=(1, 2))
+            if start <= i < stop:
+                x = XceptionBlock(
+                    cin, cout, reps, s, swr, gf, self.axis_name, self.depthwise,
+                    name=f"block{i}", **kw,
+                )(x, train)  # fmt: skip
+        if start <= len(blocks) + 1 < stop:
+            x = nn.relu(bn("bn3")(sep(1536, "conv3")(x)))
+            x = nn.relu(bn("bn4")(sep(XCEPTION_FEATURES, "conv4")(x)))
+            # Pool in float32 whatever the compute dtype: a 2048-wide mean in bf16 loses digits.
+            x = jnp.mean(x.astype(jnp.promote_types(x.dtype, jnp.float32)), axis=(1, 2))
+        return x
 
 
 class XceptionNet(nn.Module):
@@ -233,3 +250,12 @@ def build_xception_tiny(model_cfg: Any, axis_name: str | None = None) -> Xceptio
     the same code path at a size that suits CPU smoke runs and tests, like efficientnet_tiny for
     the detector. Not the baseline; no pretrained weights fit it."""
     return build_xception(model_cfg, axis_name, width=0.25, middle_blocks=1)
+
+
+def with_stem_kernel(trunk: Any, kernel: Any) -> dict:
+    """A copy of an Xception trunk tree (one collection) whose first conv kernel is ``kernel``:
+    for models that feed the ImageNet trunk more or other input channels (SPSL, F3-Net)."""
+    out = dict(trunk)
+    if "conv1" in out:  # the params collection (batch_stats has no conv1)
+        out["conv1"] = {**out["conv1"], "kernel": kernel}
+    return out
