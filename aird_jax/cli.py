@@ -85,12 +85,19 @@ def compile_cache_dir() -> str | None:
 
 
 def enable_compile_cache() -> str | None:
-    """Turn on JAX's persistent compilation cache at :func:`compile_cache_dir` (if not off)."""
+    """Turn on JAX's persistent compilation cache at :func:`compile_cache_dir` (if not off).
+
+    A cache folder the user already gave JAX (``JAX_COMPILATION_CACHE_DIR``) is kept unless
+    ``AIRD_COMPILE_CACHE`` says otherwise.
+    """
     path = compile_cache_dir()
     if path is None:
         return None
     import jax  # here, not at import time: ``aird_jax.cli`` stays cheap to import
 
+    current = jax.config.jax_compilation_cache_dir
+    if current and os.environ.get(COMPILE_CACHE_ENV) is None:
+        path = current
     jax.config.update("jax_compilation_cache_dir", path)
     # Only programs worth caching (the steps and forwards), not every tiny helper jit.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)

@@ -59,3 +59,42 @@ def test_disk_full_wrapped_by_a_library_is_still_one_line(capsys, monkeypatch):
         "error: the disk is full while writing /runs/x/ckpt; free space (or pick another "
         "--workdir) and rerun\n"
     )
+
+
+# ------------------------------------------------------------- persistent compilation cache
+def test_compile_cache_folder_follows_the_environment(monkeypatch, tmp_path):
+    from aird_jax import cli
+
+    monkeypatch.delenv(cli.COMPILE_CACHE_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cli.compile_cache_dir() == str(tmp_path / "xdg" / "aird_jax" / "xla")
+    for off in ("0", "off", "", "false"):
+        monkeypatch.setenv(cli.COMPILE_CACHE_ENV, off)
+        assert cli.compile_cache_dir() is None
+    monkeypatch.setenv(cli.COMPILE_CACHE_ENV, str(tmp_path / "mine"))
+    assert cli.compile_cache_dir() == str(tmp_path / "mine")
+
+
+def test_cli_runs_turn_the_cache_on_and_keep_a_jax_setting(monkeypatch, tmp_path):
+    import jax
+
+    from aird_jax import cli
+
+    before = jax.config.jax_compilation_cache_dir
+    try:
+        monkeypatch.setenv(cli.COMPILE_CACHE_ENV, str(tmp_path / "c"))
+        jax.config.update("jax_compilation_cache_dir", None)
+        assert cli.run(lambda: 0) == 0
+        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "c")
+        # A folder given to JAX itself wins when AIRD_COMPILE_CACHE is unset.
+        monkeypatch.delenv(cli.COMPILE_CACHE_ENV)
+        jax.config.update("jax_compilation_cache_dir", str(tmp_path / "jax"))
+        cli.enable_compile_cache()
+        assert jax.config.jax_compilation_cache_dir == str(tmp_path / "jax")
+        # Off: nothing changes.
+        monkeypatch.setenv(cli.COMPILE_CACHE_ENV, "0")
+        jax.config.update("jax_compilation_cache_dir", None)
+        assert cli.enable_compile_cache() is None
+        assert jax.config.jax_compilation_cache_dir is None
+    finally:
+        jax.config.update("jax_compilation_cache_dir", before)
