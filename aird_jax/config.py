@@ -39,6 +39,14 @@ RESUME_MUTABLE = {
 # data.config, the splits, data.methods, data.max_examples and data.frames_per_video, which are
 # compared.
 DATA_LOCATION = {"data.root", "data.manual_dir", "data.faces_dir"}
+# Keys added after runs were first trained, with the value that means "as before". A run saved
+# without such a key equals a config holding that value (so older runs resume and are reused).
+ADDED_KEYS = {
+    "data.crop": "resize",
+    "data.fakes": "",
+    "data.blend_landmarks": "",
+    "loss.xray_weight": 100.0,  # only used when a model predicts an X-ray (data.fakes=sbi)
+}
 # Keys that never change a number, left out of the note on how a run differs from the paper.
 _NOT_SETTINGS = (
     RESUME_MUTABLE
@@ -290,7 +298,15 @@ def check_workdir(workdir: Path) -> None:
 
 def _differences(old: dict, new: dict, ignore: set[str]) -> list[str]:
     a, b = flatten(old), flatten(new)
+    for k, v in ADDED_KEYS.items():  # saved before the key existed = its "as before" value
+        for d in (a, b):
+            d.setdefault(k, v)
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in ignore)
+
+
+def same_config(old: dict, new: dict, ignore: set[str] = frozenset()) -> bool:
+    """Whether two saved configurations describe the same run (keys added since: see ADDED_KEYS)."""
+    return not _differences(old, new, set(ignore))
 
 
 def check_run_config(config: ml_collections.ConfigDict, workdir: Path) -> None:

@@ -99,3 +99,23 @@ def test_missing_faces_folder_is_one_line(tmp_path, capsys):
     code = study_mod.main(["--faces", str(tmp_path / "nope"), "--runs", str(tmp_path / "r")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "must hold real/ and fake/<method>/" in err[0]
+
+
+def test_runs_saved_before_new_config_keys_are_reused_and_resumed(tmp_path):
+    """A run whose saved config predates data.crop/data.fakes/... (at their "as before" values)
+    is the same run; a different value of such a key is not."""
+    from aird_jax.config import ADDED_KEYS, check_run_config, load_config, same_config, to_dict
+
+    cfg = load_config("configs/late_supcon.py:smoke")
+    now = to_dict(cfg)
+    old = json.loads(json.dumps(now))
+    for key in ADDED_KEYS:
+        section, name = key.split(".")
+        del old[section][name]
+    assert same_config(old, now)
+    (tmp_path / "config.json").write_text(json.dumps({"config": old}))
+    check_run_config(cfg, tmp_path)  # resumes: no error
+    cfg.data.fakes = "sbi"
+    assert not same_config(old, to_dict(cfg))
+    with pytest.raises(ValueError, match="data.fakes"):
+        check_run_config(cfg, tmp_path)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from aird_jax import train
-from aird_jax.config import config_module, jsonable, set_path
+from aird_jax.config import RESUME_MUTABLE, config_module, jsonable, same_config, set_path
 from aird_jax.models import registered_models
 
 CONFIG_FILE = "configs/late_supcon.py"
@@ -205,7 +205,7 @@ def ensure_trained(
     where = f"[{position[0]}/{position[1]}] " if position else ""
     if marker.exists():
         done = json.loads(marker.read_text())
-        if done.get("config") != fp:
+        if not same_config(done.get("config") or {}, fp, RESUME_MUTABLE):
             raise ReproduceError(
                 f"{workdir} holds a run trained with a different config than this command "
                 f"needs ({run.key}, seed {seed}). Delete that folder or use another --results."
