@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import re
+import shutil
 from pathlib import Path
 
 import cv2
@@ -21,7 +22,7 @@ from _data_config import data_config
 
 from aird_jax.data import index
 from aird_jax.data.builders import DATASETS, DatasetMissingError, get_builder_class
-from aird_jax.data.builders.base import REPORT
+from aird_jax.data.builders.base import REPORT, source_fingerprint
 
 BUILDERS_DIR = Path(__file__).resolve().parents[1] / "aird_jax" / "data" / "builders"
 
@@ -110,6 +111,28 @@ def test_face_folder_build_follows_its_folder(tmp_path):
     assert _served(rebuilt) == exp_b2
     report = json.loads((Path(rebuilt.data_dir) / REPORT).read_text())
     assert report["source"] == str(b) and report["skipped"] == []
+
+
+def test_a_copy_of_the_folder_is_the_same_source_and_reuses_its_build(tmp_path):
+    """The build key follows the images' content, not their mtimes: a copied or re-mounted
+    folder (fresh mtimes) reuses the build and every evaluation cached on it; a changed image
+    of the same size is a new source."""
+    a = tmp_path / "A"
+    _tree(a, [f"real/r{i}.png" for i in range(3)] + [f"fake/F/f{i}.png" for i in range(3)], 4)
+    built = index.prepared_builder(_cfg(tmp_path, a))
+    copy = tmp_path / "copy"
+    shutil.copytree(a, copy, copy_function=shutil.copyfile)  # new files, new mtimes
+    for p in copy.rglob("*.png"):
+        os.utime(p, ns=(1, 1))
+    assert source_fingerprint(copy) == source_fingerprint(a)
+    assert index.prepared_builder(_cfg(tmp_path, copy)).data_dir == built.data_dir
+    # Same names, same sizes, other pixels: another source.
+    p = copy / "real/r1.png"
+    data = bytearray(p.read_bytes())
+    data[-20] ^= 0xFF
+    p.write_bytes(bytes(data))
+    os.utime(p, ns=(1, 1))
+    assert source_fingerprint(copy) != source_fingerprint(a)
 
 
 # -- 2. a corrupt image is skipped at build time, listed and printed once --------------------------

@@ -93,9 +93,13 @@ def video_key(method: str, video: str) -> str:
 
 
 def source_fingerprint(folder: str | os.PathLike) -> str:
-    """A content fingerprint of the image files under ``folder``: relative path, size and
-    modification time of each (sha256, 16 hex digits). Any added, removed, replaced or touched
-    image changes it; ``"none"`` when the folder does not exist."""
+    """A content fingerprint of the image files under ``folder``: relative path, size and a
+    BLAKE2b digest of the bytes of each (sha256 over those, 16 hex digits). Any added, removed,
+    renamed or changed image changes it; ``"none"`` when the folder does not exist.
+
+    Content, not modification times: a copy of the folder, or the same files mounted again
+    (fresh mtimes), is the same source, so its build and every cached evaluation on it are
+    reused instead of redone. Reading the bytes costs ~0.2 s per 100 MB."""
     top = Path(folder)
     if not top.is_dir():
         return "none"
@@ -106,13 +110,15 @@ def source_fingerprint(folder: str | os.PathLike) -> str:
             if not f.lower().endswith(IMAGE_EXTENSIONS):
                 continue
             path = Path(dirpath) / f
-            try:
-                st = path.stat()
-            except OSError:  # a dangling link: part of the content as such
-                h.update(f"{path.relative_to(top).as_posix()}\0dangling\n".encode())
-                continue
             rel = path.relative_to(top).as_posix()
-            h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            try:
+                with open(path, "rb") as fh:
+                    digest = hashlib.file_digest(fh, "blake2b").hexdigest()
+                size = path.stat().st_size
+            except OSError:  # a dangling link or an unreadable file: part of the content as such
+                h.update(f"{rel}\0unreadable\n".encode())
+                continue
+            h.update(f"{rel}\0{size}\0{digest}\n".encode())
     return h.hexdigest()[:16]
 
 

@@ -46,9 +46,9 @@ class FaceFolder(AirdBuilder):
     near-duplicates; rule (3) splits by video but cannot know such pairs.
 
     The build is keyed by the folder's content: its config is ``src_<fingerprint>``
-    (:func:`~aird_jax.data.builders.base.source_fingerprint`: relative paths, sizes and mtimes
-    of the images), so it lands in ``<tfds>/face_folder/src_<fingerprint>/<version>``. Pointing
-    ``data.manual_dir`` at another folder, or changing the folder, builds anew on first use
+    (:func:`~aird_jax.data.builders.base.source_fingerprint`: relative paths, sizes and
+    content digests of the images), so it lands in
+    ``<tfds>/face_folder/src_<fingerprint>/<version>``. Pointing ``data.manual_dir`` at another folder, or changing the folder, builds anew on first use
     instead of silently serving the records of the folder built before; builds of several
     folders coexist. (Rebuilding rather than refusing: the user asked for that folder, and a
     face-folder build is a copy of its images, quick to redo.)
