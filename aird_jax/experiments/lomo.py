@@ -42,6 +42,7 @@ from aird_jax.experiments.runs import (
     RunSpec,
     ensure_trained,
     method_variants,
+    private_data_root,
     run_config,
 )
 from aird_jax.experiments.stats import bootstrap_result_auc_ci, fmt_mean_std
@@ -113,21 +114,6 @@ def evaluate_subset(workdir: Path, run, methods: list[str], tag: str, reevaluate
         workdir, run, data_cfg, "test", None, workdir / "eval" / tag, reevaluate
     )
     return res
-
-
-def _private_data_root(faces: Path, results: Path) -> Path:
-    """A build root of its own: the face_folder build is keyed by name, not by folder, so a
-    build of another folder under the default root would otherwise be reused silently."""
-    data_root = results / "data"
-    source = data_root / "faces_source.txt"
-    if source.exists() and source.read_text().strip() != str(faces):
-        raise ReproduceError(
-            f"{data_root} holds a build of {source.read_text().strip()}, not {faces}; use "
-            "another --results folder."
-        )
-    data_root.mkdir(parents=True, exist_ok=True)
-    source.write_text(str(faces) + "\n")
-    return data_root
 
 
 def face_folder_methods(faces: Path, data_root: Path) -> list[str]:
@@ -202,7 +188,7 @@ def lomo(lo: LomoOptions, log: Callable[[str], None] = _say) -> tuple[Path, Path
         )
     results = Path(lo.results).resolve()
     results.mkdir(parents=True, exist_ok=True)
-    data_root = _private_data_root(faces, results)
+    data_root = private_data_root(faces, results)
     seen = seen_methods(face_folder_methods(faces, data_root), lo.holdout)
     bad = [v for v in lo.variants if v not in method_variants()]
     if bad:

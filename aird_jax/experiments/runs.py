@@ -284,3 +284,19 @@ class _Tee:
     def flush(self) -> None:
         for s in self.streams:
             s.flush()
+
+
+def private_data_root(faces: Path, results: Path) -> Path:
+    """The build root of one experiment folder, tied to the face folder it was made for: a
+    second faces folder gets a clear error instead of a mixed results folder (its runs and
+    tables would no longer say which images they were measured on)."""
+    data_root = results / "data"
+    source = data_root / "faces_source.txt"
+    if source.exists() and source.read_text().strip() != str(faces):
+        raise ReproduceError(
+            f"{data_root} holds a build of {source.read_text().strip()}, not {faces}; use "
+            "another --results folder."
+        )
+    data_root.mkdir(parents=True, exist_ok=True)
+    source.write_text(str(faces) + "\n")
+    return data_root

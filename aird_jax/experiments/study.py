@@ -38,7 +38,6 @@ from aird_jax.cli import run as run_cli
 from aird_jax.experiments import study_tables as st
 from aird_jax.experiments.cached_eval import cached_evaluation
 from aird_jax.experiments.lomo import (
-    _private_data_root,
     evaluate_subset,
     face_folder_methods,
 )
@@ -49,6 +48,7 @@ from aird_jax.experiments.runs import (
     ReproduceError,
     RunSpec,
     ensure_trained,
+    private_data_root,
     run_dir,
 )
 from aird_jax.experiments.stats import bootstrap_result_auc_ci
@@ -154,7 +154,7 @@ class Study:
         runs = Path(so.runs or f"runs/study_{so.scale}").resolve()
         runs.mkdir(parents=True, exist_ok=True)
         self.opts = Options(results=runs, seeds=tuple(so.seeds), smoke=False, verbose=so.verbose)
-        self.data_root = _private_data_root(self.faces, runs)
+        self.data_root = private_data_root(self.faces, runs)
         self.methods = face_folder_methods(self.faces, self.data_root)
 
     # ------------------------------------------------------------------------------ runs

@@ -175,9 +175,9 @@ def lomo(study: Any) -> tuple[list[str], dict]:
     for h in study.methods:
         seen = [m for m in study.methods if m != h]
         for name in (*LOMO_LEARNED, spectral):
-            spec = study.learned(name, holdout=h) if name in LOMO_LEARNED else None
-            spec = spec or study.spectral(name, holdout=h)
-            s = study.test_result(spec, seed, methods=seen) if study.finished(spec, seed) else None
+            learned = name in LOMO_LEARNED
+            spec = study.learned(name, holdout=h) if learned else study.spectral(name, holdout=h)
+            s = study.test_result(spec, seed, methods=seen)
             o = study.test_result(spec, seed, methods=[h]) if s else None
             drop = f"{o['auc'] - s['auc']:+.1f}" if s and o else "pending"
             rows.append(
