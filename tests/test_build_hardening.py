@@ -21,8 +21,13 @@ import tensorflow_datasets as tfds
 from _data_config import data_config
 
 from aird_jax.data import index
-from aird_jax.data.builders import DATASETS, DatasetMissingError, get_builder_class
-from aird_jax.data.builders.base import REPORT, source_fingerprint
+from aird_jax.data.builders import (
+    DATASETS,
+    DatasetMissingError,
+    StaleBuildError,
+    get_builder_class,
+)
+from aird_jax.data.builders.base import FACES_MANIFEST, REPORT, source_fingerprint
 
 BUILDERS_DIR = Path(__file__).resolve().parents[1] / "aird_jax" / "data" / "builders"
 
@@ -202,6 +207,45 @@ def test_corrupt_frame_of_an_extracted_video_is_skipped(tmp_path):
     ]
     report = json.loads((Path(b.data_dir) / REPORT).read_text())
     assert [x["path"] for x in report["skipped"]] == [str(corrupt)]
+
+
+def test_video_build_made_before_more_faces_were_extracted_is_named(tmp_path):
+    """Video builds are keyed by name/config, not by their faces: faces extracted after the
+    build (the extraction manifest changed) must not be silently left out."""
+    from aird_jax.data import extract
+
+    assert FACES_MANIFEST == extract.MANIFEST  # the file scripts/extract_faces.py writes
+    manual, faces = tmp_path / "manual", tmp_path / "faces"
+    manual.mkdir()
+    meta = {
+        "original_videos/1/a.mp4": {"label": "real", "set": "train"},
+        "method_A/1/b.mp4": {"label": "fake", "set": "train"},
+    }
+    (manual / "dataset.json").write_text(json.dumps(meta))
+    _tree(faces, ["original_videos/1/a/000000.png", "method_A/1/b/000000.png"], 8)
+    (faces / FACES_MANIFEST).write_text('{"video": "a"}\n{"video": "b"}\n')
+    cfg = data_config(
+        name="dfdc_preview",
+        config="",
+        root=str(tmp_path / "root"),
+        manual_dir=str(manual),
+        faces_dir=str(faces),
+        frames_per_video=0,
+        max_examples=0,
+    )
+    built = index.prepared_builder(cfg)
+    index._prepared.cache_clear()
+    assert index.prepared_builder(cfg).data_dir == built.data_dir  # unchanged: reused
+    # More faces extracted (extract_faces.py appends to the manifest): the old build is named.
+    _tree(faces, ["method_A/1/b/000005.png"], 9)
+    with open(faces / FACES_MANIFEST, "a") as f:
+        f.write('{"video": "b", "frames": 2}\n')
+    index._prepared.cache_clear()
+    with pytest.raises(StaleBuildError) as e:
+        index.prepared_builder(cfg)
+    msg = str(e.value)
+    assert "\n" not in msg and f"rm -rf {built.data_dir}" in msg
+    assert str(faces / FACES_MANIFEST) in msg
 
 
 # -- 4. the first build prints one line of its own, no TFDS download talk ------------------------

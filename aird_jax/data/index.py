@@ -117,7 +117,9 @@ def ensure_built(builder: AirdBuilder) -> AirdBuilder:
 def _prepared(location: Location) -> AirdBuilder:
     ensure_built(_make_builder(*location))
     # A fresh instance reads the DatasetInfo from disk, also when another process built it.
-    return _make_builder(*location)
+    builder = _make_builder(*location)
+    builder.check_not_stale()
+    return builder
 
 
 def prepared_builder(data_cfg) -> AirdBuilder:

@@ -8,6 +8,7 @@ import importlib
 from aird_jax.data.builders.base import (
     AirdBuilder,
     DatasetMissingError,
+    StaleBuildError,
     default_root,
 )
 
@@ -34,4 +35,11 @@ def get_builder_class(name: str) -> type[AirdBuilder]:
     return getattr(importlib.import_module(f"aird_jax.data.builders.{module}"), cls)
 
 
-__all__ = ["AirdBuilder", "DATASETS", "DatasetMissingError", "default_root", "get_builder_class"]
+__all__ = [
+    "AirdBuilder",
+    "DATASETS",
+    "DatasetMissingError",
+    "StaleBuildError",
+    "default_root",
+    "get_builder_class",
+]

@@ -44,10 +44,18 @@ from aird_jax.data.preprocess import decode_image
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 _FRAME_RE = re.compile(r"(\d+)$")
 REPORT = "aird_build_report.json"  # written next to every build: counts and skipped files
+# scripts/extract_faces.py's record of a faces folder (data/extract.py MANIFEST): one line per
+# finished video, so its digest changes whenever faces are extracted or re-extracted.
+FACES_MANIFEST = "manifest.jsonl"
 
 
 class DatasetMissingError(FileNotFoundError):
     """A manual download (or its extracted faces) is missing; the message says what to do."""
+
+
+class StaleBuildError(ValueError):
+    """A build's faces were extracted again (or more) after it was built; the message says
+    which folder to remove."""
 
 
 def repo_root() -> Path:
@@ -234,6 +242,36 @@ class AirdBuilder(tfds.core.GeneratorBasedBuilder):
         """The folders a build reads, for the one line printed when a build starts."""
         return f"{self.aird_faces_dir} (faces) and {self.aird_manual_dir} (lists)"
 
+    def source_manifests(self) -> list[Path]:
+        """The extraction manifests of the faces a build reads. Video builds are keyed by name
+        and config, not by their faces; the build remembers these files' digests so that faces
+        extracted after it are noticed (:meth:`check_not_stale`) instead of silently missing."""
+        return [self.aird_faces_dir / FACES_MANIFEST]
+
+    def manifest_digests(self) -> dict[str, str]:
+        """sha256 of each existing :meth:`source_manifests` file, by path."""
+        return {
+            str(p): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in self.source_manifests()
+            if p.is_file()
+        }
+
+    def check_not_stale(self) -> None:
+        """Raise StaleBuildError when a manifest changed since this build was made (builds made
+        before manifests were recorded cannot be checked and pass)."""
+        report = Path(self.data_dir) / REPORT
+        then = json.loads(report.read_text()).get("manifests") if report.is_file() else None
+        if then is None:
+            return
+        now = self.manifest_digests()
+        changed = sorted(p for p in set(then) | set(now) if then.get(p) != now.get(p))
+        if changed:
+            raise StaleBuildError(
+                f"the {self.name} build in {self.data_dir} predates the current faces ("
+                f"{changed[0]} changed since it was built); remove that folder to rebuild it "
+                f"from them: rm -rf {self.data_dir}"
+            )
+
     # -- build: one line of our own instead of TFDS's download messages ----------------------
     def is_prepared(self) -> bool:
         with quiet_tfds():
@@ -379,6 +417,7 @@ class AirdBuilder(tfds.core.GeneratorBasedBuilder):
             "config": self.builder_config.name if self.builder_config else "",
             "source": self.source_description(),
             "source_fingerprint": self.aird_source_fingerprint or "",
+            "manifests": self.manifest_digests(),
             "records": self.aird_records,
             "skipped": self.aird_skipped,
         }

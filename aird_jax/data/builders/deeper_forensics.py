@@ -8,7 +8,7 @@ from pathlib import Path
 
 import tensorflow_datasets as tfds
 
-from aird_jax.data.builders.base import AirdBuilder, leaf_dirs
+from aird_jax.data.builders.base import FACES_MANIFEST, AirdBuilder, leaf_dirs
 
 INSTRUCTIONS = """\
 DeeperForensics-1.0 must be requested from its authors:
@@ -56,6 +56,10 @@ class DeeperForensics(AirdBuilder):
         self.ffpp_faces_dir = (
             Path(ffpp_faces_dir) if ffpp_faces_dir else self.aird_faces_dir.parent / "ffpp"
         )
+
+    def source_manifests(self) -> list[Path]:
+        # Its real faces are FF++'s.
+        return [*super().source_manifests(), self.ffpp_faces_dir / FACES_MANIFEST]
 
     def _fakes(self) -> dict[str, Path]:
         return {

@@ -84,6 +84,9 @@ class FaceFolder(AirdBuilder):
     def source_description(self) -> str:
         return str(self.aird_manual_dir)
 
+    def source_manifests(self) -> list[Path]:
+        return []  # the build is keyed by the folder's content itself
+
     def _items(self, top: Path) -> list[tuple[Path, int, str, str, int]]:
         """(image, label, method, video, frame) under one real/ + fake/ tree."""
         out = []
