@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
+from aird_jax.cli import UserError
 from aird_jax.config import load_config
 from aird_jax.models import build_model, is_backbone_path, load_pretrained, validate_model_config
 from aird_jax.models.baselines import xception
@@ -291,7 +292,7 @@ def test_port_reports_missing_unexpected_and_shape_errors():
 def test_missing_checkpoint_file_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="port_xception --source"):
         load_state_dict(tmp_path / "nope.safetensors")
-    with pytest.raises(SystemExit, match="does not exist"):
+    with pytest.raises(UserError, match="does not exist"):
         main(["--checkpoint", str(tmp_path / "nope.pth"), "--out", str(tmp_path / "x.msgpack")])
     assert not (tmp_path / "x.msgpack").exists()
 

@@ -190,8 +190,8 @@ def port_xception_checkpoint(
 
 
 def main(argv: list[str] | None = None) -> Path:
-    """Port and write; a user's mistake raises ``SystemExit(message)`` (``cli_main`` prints it
-    as one ``error: ...`` line)."""
+    """Port and write; a user's mistake raises ``UserError`` (``cli_main`` prints it as one
+    ``error: ...`` line)."""
     ap = argparse.ArgumentParser(
         prog="python -m aird_jax.models.port_xception",
         description="Port timm legacy_xception ImageNet weights for model.name=xception.",
@@ -203,17 +203,17 @@ def main(argv: list[str] | None = None) -> Path:
     args = ap.parse_args(argv)
     try:
         ckpt = download_xception(args.source) if args.source else Path(args.checkpoint)
-    except UserError as e:
-        raise SystemExit(str(e)) from e
+    except UserError:
+        raise
     except Exception as e:  # noqa: BLE001 - offline, unknown repo, ...: one clear message
-        raise SystemExit(
+        raise UserError(
             f"could not download {args.source}: {type(e).__name__}: {e}\nOffline? Fetch "
             "model.safetensors elsewhere and pass --checkpoint FILE."
         ) from e
     try:
         out = port_xception_checkpoint(ckpt, args.out, args.source)
-    except (FileNotFoundError, ValueError, UserError) as e:
-        raise SystemExit(str(e)) from e
+    except (FileNotFoundError, ValueError) as e:
+        raise UserError(str(e)) from e
     print(f"wrote {out} (+ {_port.sidecar_path(out).name})")
     print(f"use it with --config.model.name=xception --config.model.pretrained={out}")
     return out
@@ -225,12 +225,7 @@ def cli_main(argv: list[str] | None = None) -> int:
     args = [a for a in argv if a != "--verbose"]
 
     def body() -> int:
-        try:
-            main(args)
-        except SystemExit as e:
-            if isinstance(e.code, str):  # main's message for the user (argparse exits with 2)
-                raise UserError(e.code) from e
-            raise
+        main(args)
         return 0
 
     return run_cli(body, argv)
