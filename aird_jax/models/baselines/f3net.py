@@ -47,15 +47,15 @@ from flax import linen as nn
 
 from aird_jax.models.baselines.xception import (
     MIN_SIZE,
-    XCEPTION_DROPOUT,
-    XCEPTION_MEAN,
-    XCEPTION_STD,
+    XceptionDetector,
     XceptionTrunk,
+    build_detector,
+    heads,
+    normalise,
     with_stem_kernel,
 )
 from aird_jax.models.common import batch_norm, check_images
-from aird_jax.models.heads import output_heads
-from aird_jax.models.registry import BACKBONE, dtypes, register_model
+from aird_jax.models.registry import BACKBONE, register_model
 from aird_jax.ops.dct import dct_matrix, rgb_to_gray
 
 Dtype = Any
@@ -277,25 +277,15 @@ def mix_stages(middle_blocks: int) -> tuple[int, int]:
     return 3 + math.ceil(middle_blocks / 2), 3 + middle_blocks + 1
 
 
-class F3Net(nn.Module):
+class F3Net(XceptionDetector):
     """FAD and LFS streams, two MixBlocks, concatenated pooled features, the project's heads."""
-
-    embed_dim: int
-    depthwise: str
-    axis_name: str | None = None
-    dropout: float = XCEPTION_DROPOUT
-    width: float = 1.0
-    middle_blocks: int = 8
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> dict[str, jax.Array]:
         check_images(x, "F3-Net", MIN_SIZE)
         kw = {"dtype": self.dtype, "param_dtype": self.param_dtype}
         ft = jnp.promote_types(x.dtype, jnp.float32)
-        rgb = (x - jnp.asarray(XCEPTION_MEAN, x.dtype)) / jnp.asarray(XCEPTION_STD, x.dtype)
-        fad = FADHead(self.param_dtype, name="fad_head")(rgb.astype(ft)).astype(self.dtype)
+        fad = FADHead(self.param_dtype, name="fad_head")(normalise(x).astype(ft)).astype(self.dtype)
         lfs = LFSHead(self.param_dtype, name="lfs_head")(x.astype(ft)).astype(self.dtype)
         streams = XceptionPair(
             self.axis_name, self.depthwise, self.width, self.middle_blocks, name=BACKBONE, **kw
@@ -314,9 +304,7 @@ class F3Net(nn.Module):
             [streams("fad", fad, train, start, None), streams("lfs", lfs, train, start, None)],
             axis=-1,
         )
-        return output_heads(
-            feats, embed_dim=self.embed_dim, train=train, dropout=self.dropout, **kw
-        )
+        return heads(self, feats, train)
 
 
 # ------------------------------------------------------------------------- pretrained, builders
@@ -342,13 +330,7 @@ def adapt_f3net_pretrained(src: Any, dst: Any) -> dict:
 @register_model("f3net", adapt_pretrained=adapt_f3net_pretrained)
 def build_f3net(model_cfg: Any, axis_name: str | None = None, **variant: Any) -> F3Net:
     """F3-Net on two full Xceptions (ImageNet weights through model.pretrained)."""
-    return F3Net(
-        embed_dim=int(model_cfg.embed_dim),
-        depthwise=model_cfg.depthwise,
-        axis_name=axis_name,
-        **variant,
-        **dtypes(model_cfg),
-    )
+    return build_detector(F3Net, model_cfg, axis_name, **variant)
 
 
 @register_model("f3net_tiny", adapt_pretrained=adapt_f3net_pretrained)

@@ -30,18 +30,17 @@ from flax import linen as nn
 
 from aird_jax.models.baselines.xception import (
     MIN_SIZE,
-    XCEPTION_DROPOUT,
-    XCEPTION_MEAN,
-    XCEPTION_STD,
+    XceptionDetector,
     XceptionTrunk,
+    build_detector,
+    heads,
+    normalise,
     with_stem_kernel,
 )
 from aird_jax.models.common import check_images
-from aird_jax.models.heads import output_heads
-from aird_jax.models.registry import BACKBONE, dtypes, register_model
+from aird_jax.models.registry import BACKBONE, register_model
 from aird_jax.ops.dct import rgb_to_gray
 
-Dtype = Any
 # Only a guard: every spectral coefficient of the phase image has magnitude 1, so its standard
 # deviation is about 1 / sqrt(H * W) > 0 for any input (a constant image gives a delta).
 PHASE_EPS = 1e-12
@@ -63,30 +62,18 @@ def phase_image(x: jax.Array) -> jax.Array:
     return rec[..., None]
 
 
-class SPSL(nn.Module):
+class SPSL(XceptionDetector):
     """Xception on [normalised RGB, phase image] with the project's heads."""
-
-    embed_dim: int
-    depthwise: str
-    axis_name: str | None = None
-    dropout: float = XCEPTION_DROPOUT
-    width: float = 1.0
-    middle_blocks: int = 8
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> dict[str, jax.Array]:
         check_images(x, "SPSL", MIN_SIZE)
-        kw = {"dtype": self.dtype, "param_dtype": self.param_dtype}
-        rgb = (x - jnp.asarray(XCEPTION_MEAN, x.dtype)) / jnp.asarray(XCEPTION_STD, x.dtype)
-        inp = jnp.concatenate([rgb, phase_image(x).astype(x.dtype)], axis=-1)
+        inp = jnp.concatenate([normalise(x), phase_image(x).astype(x.dtype)], axis=-1)
         trunk = XceptionTrunk(
-            self.axis_name, self.depthwise, self.width, self.middle_blocks, name=BACKBONE, **kw
-        )
-        return output_heads(
-            trunk(inp, train), embed_dim=self.embed_dim, train=train, dropout=self.dropout, **kw
-        )
+            self.axis_name, self.depthwise, self.width, self.middle_blocks,
+            name=BACKBONE, dtype=self.dtype, param_dtype=self.param_dtype,
+        )  # fmt: skip
+        return heads(self, trunk(inp, train), train)
 
 
 def spsl_stem_kernel(rgb_kernel: Any) -> jax.Array:
@@ -107,13 +94,7 @@ def adapt_spsl_pretrained(src: Any, dst: Any) -> dict:
 @register_model("spsl", adapt_pretrained=adapt_spsl_pretrained)
 def build_spsl(model_cfg: Any, axis_name: str | None = None, **variant: Any) -> SPSL:
     """SPSL on the full Xception (ImageNet weights through model.pretrained)."""
-    return SPSL(
-        embed_dim=int(model_cfg.embed_dim),
-        depthwise=model_cfg.depthwise,
-        axis_name=axis_name,
-        **variant,
-        **dtypes(model_cfg),
-    )
+    return build_detector(SPSL, model_cfg, axis_name, **variant)
 
 
 @register_model("spsl_tiny", adapt_pretrained=adapt_spsl_pretrained)

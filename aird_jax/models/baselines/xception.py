@@ -197,8 +197,9 @@ class XceptionTrunk(nn.Module):
         return x
 
 
-class XceptionNet(nn.Module):
-    """The FaceForensics++ Xception baseline with the project's heads."""
+class XceptionDetector(nn.Module):
+    """The fields every detector on Xception trunks shares (Xception, SPSL, F3-Net): one home
+    for their configuration; see :func:`normalise`, :func:`heads` and :func:`build_detector`."""
 
     embed_dim: int
     depthwise: str
@@ -209,24 +210,44 @@ class XceptionNet(nn.Module):
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
+
+def normalise(x: jax.Array) -> jax.Array:
+    """[0, 1] images -> Xception's ImageNet input range, in the images' dtype."""
+    return (x - jnp.asarray(XCEPTION_MEAN, x.dtype)) / jnp.asarray(XCEPTION_STD, x.dtype)
+
+
+def heads(m: XceptionDetector, feats: jax.Array, train: bool) -> dict[str, jax.Array]:
+    """The project's heads on pooled trunk features (call inside ``m``'s compact method)."""
+    return output_heads(
+        feats, embed_dim=m.embed_dim, train=train, dropout=m.dropout,
+        dtype=m.dtype, param_dtype=m.param_dtype,
+    )  # fmt: skip
+
+
+class XceptionNet(XceptionDetector):
+    """The FaceForensics++ Xception baseline with the project's heads."""
+
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> dict[str, jax.Array]:
         check_images(x, "Xception", MIN_SIZE)
-        kw = {"dtype": self.dtype, "param_dtype": self.param_dtype}
-        mean = jnp.asarray(XCEPTION_MEAN, x.dtype)
-        std = jnp.asarray(XCEPTION_STD, x.dtype)
         trunk = XceptionTrunk(
-            self.axis_name,
-            self.depthwise,
-            self.width,
-            self.middle_blocks,
-            name="rgb_backbone",
-            **kw,
-        )
-        feats = trunk((x - mean) / std, train)
-        return output_heads(
-            feats, embed_dim=self.embed_dim, train=train, dropout=self.dropout, **kw
-        )
+            self.axis_name, self.depthwise, self.width, self.middle_blocks,
+            name="rgb_backbone", dtype=self.dtype, param_dtype=self.param_dtype,
+        )  # fmt: skip
+        return heads(self, trunk(normalise(x), train), train)
+
+
+def build_detector(
+    cls: type[XceptionDetector], model_cfg: Any, axis_name: str | None, **variant: Any
+) -> Any:
+    """``cls`` from the config's model block (``variant``: width / middle_blocks overrides)."""
+    return cls(
+        embed_dim=int(model_cfg.embed_dim),
+        depthwise=model_cfg.depthwise,
+        axis_name=axis_name,
+        **variant,
+        **dtypes(model_cfg),
+    )
 
 
 # ----------------------------------------------------------------------------------- builders
@@ -235,13 +256,7 @@ class XceptionNet(nn.Module):
 @register_model("xception")
 def build_xception(model_cfg: Any, axis_name: str | None = None, **variant: Any) -> XceptionNet:
     """Xception with dropout 0.5 before its 2-way head (as FF++)."""
-    return XceptionNet(
-        embed_dim=int(model_cfg.embed_dim),
-        depthwise=model_cfg.depthwise,
-        axis_name=axis_name,
-        **variant,
-        **dtypes(model_cfg),
-    )
+    return build_detector(XceptionNet, model_cfg, axis_name, **variant)
 
 
 @register_model("xception_tiny")
