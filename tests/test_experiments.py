@@ -17,6 +17,7 @@ from aird_jax.experiments import lomo
 from aird_jax.experiments.stats import (
     bootstrap_auc_ci,
     bootstrap_result_auc_ci,
+    bootstrap_seeds_auc_ci,
     bootstrap_video_auc_ci,
     fmt_mean_std,
     mean_std,
@@ -156,6 +157,38 @@ def test_video_bootstrap_matches_a_naive_loop():
     y, s, v = _clustered()
     got = bootstrap_video_auc_ci(y, s, v, n=200, seed=5)
     assert got == pytest.approx(_naive_video_bootstrap(y, s, v, n=200, seed=5), abs=1e-9)
+
+
+def test_seed_mean_bootstrap_matches_a_naive_loop(tmp_path):
+    """[S, N] scores: each resample's statistic is the mean of the S seeds' AUCs on the same
+    videos; written out with loops and sklearn, and through the scores files of a study row."""
+    from sklearn.metrics import roc_auc_score
+
+    y, s, v = _clustered()
+    rng = np.random.default_rng(9)
+    seeds = np.stack([s, s + rng.normal(size=s.size), -0.3 * s + rng.normal(size=s.size)])
+    frames: dict = {}
+    for i, vid in enumerate(v):
+        frames.setdefault(vid, []).append(i)
+    videos = list(frames)
+    pos = np.array([k for k, vid in enumerate(videos) if y[frames[vid][0]] == 1])
+    neg = np.array([k for k, vid in enumerate(videos) if y[frames[vid][0]] == 0])
+    draw = np.random.default_rng(4)
+    aucs = []
+    for _ in range(150):
+        chosen = list(draw.choice(pos, len(pos))) + list(draw.choice(neg, len(neg)))
+        idx = [i for k in chosen for i in frames[videos[k]]]
+        aucs.append(np.mean([roc_auc_score(y[idx], row[idx]) for row in seeds]))
+    want = tuple(100 * float(q) for q in np.percentile(aucs, [2.5, 97.5]))
+    assert bootstrap_video_auc_ci(y, seeds, v, n=150, seed=4) == pytest.approx(want, abs=1e-9)
+    files = []
+    for k, row in enumerate(seeds):
+        files.append(tmp_path / f"seed{k}.npz")
+        np.savez(files[-1], labels=y, scores=row, video_ids=v)
+    assert bootstrap_seeds_auc_ci(files, n=150, seed=4) == pytest.approx(want, abs=1e-9)
+    np.savez(files[-1], labels=y, scores=seeds[-1], video_ids=v[::-1])
+    with pytest.raises(ValueError, match="another test set"):
+        bootstrap_seeds_auc_ci(files, n=10)
 
 
 def test_video_bootstrap_with_one_frame_per_video_is_the_frame_bootstrap():

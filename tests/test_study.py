@@ -100,6 +100,39 @@ def test_table4_trains_resumes_and_reports_sklearn_auc(faces, tmp_path, monkeypa
     assert (tmp_path / "res" / "table4.json").read_text() == before
 
 
+def test_table3_json_holds_seeds_mean_std_interval_commit_and_data_digest(
+    faces, tmp_path, monkeypatch
+):
+    """The issue's JSON shape, checked against numpy (mean, sample std), sklearn (per-seed AUC
+    on the saved scores) and the seed-mean bootstrap (itself checked against a naive loop)."""
+    from aird_jax.data.builders.base import source_digest
+    from aird_jax.experiments.stats import bootstrap_video_auc_ci
+
+    monkeypatch.setattr(study_tables, "LEARNED", ("freq_only",))  # one learned row: CI time
+    monkeypatch.setattr(study_tables, "SPECTRAL", ("dct_stats",))
+    s = _study(faces, tmp_path, ("table3",), seeds=(0, 1))
+    s.run()
+    data = json.loads((tmp_path / "res" / "table3.json").read_text())
+    assert data["data_sha256"] == source_digest(faces) and len(data["data_sha256"]) == 64
+    assert data["commit"] and all(isinstance(c, str) for c in data["commit"])
+    row = data["rows"]["freq_only"]
+    assert row["seeds"] == [0, 1] and row["config"]["model"]["fusion"] == "freq_only"
+    labels, scores, vids = [], [], []
+    for seed in (0, 1):
+        with np.load(s.scores_file(s.learned("freq_only"), seed)) as z:
+            labels, vids = z["labels"], z["video_ids"]
+            scores.append(z["scores"])
+    want = [100 * roc_auc_score(labels, sc) for sc in scores]
+    assert row["auc"] == pytest.approx(want, abs=1e-9)
+    assert row["mean"] == pytest.approx(np.mean(want)) and row["std"] == pytest.approx(
+        np.std(want, ddof=1)
+    )
+    assert row["ci95"] == pytest.approx(bootstrap_video_auc_ci(labels, np.stack(scores), vids))
+    md = (tmp_path / "res" / "table3.md").read_text()
+    lo, hi = row["ci95"]
+    assert f"{row['mean']:.1f} ± {row['std']:.1f} [{lo:.1f}, {hi:.1f}]" in md
+
+
 def test_missing_faces_folder_is_one_line(tmp_path, capsys):
     code = study_mod.main(["--faces", str(tmp_path / "nope"), "--runs", str(tmp_path / "r")])
     err = capsys.readouterr().err.strip().splitlines()

@@ -66,6 +66,10 @@ def bootstrap_video_auc_ci(
 ) -> tuple[float, float]:
     """95% percentile bootstrap interval (in %) of the frame AUC, resampling VIDEOS.
 
+    ``scores`` may also be ``[S, N]``: S models (seeds) scored on the same N frames; each
+    resample then takes the mean of their S AUCs, giving the interval of a row's mean over
+    seeds that the test-set size alone explains.
+
     Each resample draws, with replacement, as many fake videos as the test set has from its
     fake videos and as many real ones from its real videos (stratified: both classes always
     present), takes all frames of every drawn video (twice if drawn twice) and computes the
@@ -74,12 +78,13 @@ def bootstrap_video_auc_ci(
     per video this is exactly :func:`bootstrap_auc_ci` (same draws, same interval).
     """
     labels = np.asarray(labels).astype(int).reshape(-1)
-    scores = np.asarray(scores, np.float64).reshape(-1)
+    scores = np.asarray(scores, np.float64)
+    scores = scores.reshape(scores.shape[0] if scores.ndim == 2 else 1, -1)
     vid, n_videos = _videos_by_first_frame(np.asarray(video_ids).reshape(-1))
-    if not labels.size == scores.size == vid.size:
+    if not labels.size == scores.shape[1] == vid.size:
         raise ValueError(
-            f"labels, scores and video_ids differ in length: {labels.size}, {scores.size}, "
-            f"{vid.size}"
+            f"labels, scores and video_ids differ in length: {labels.size}, "
+            f"{scores.shape[1]}, {vid.size}"
         )
     frame_order = np.argsort(vid, kind="stable")  # frames grouped by video, in frame order
     counts = np.bincount(vid, minlength=n_videos)
@@ -100,7 +105,7 @@ def bootstrap_video_auc_ci(
         # positions in frame_order of every frame of every chosen video, video by video
         offsets = np.repeat(starts[chosen] - (np.cumsum(lens) - lens), lens)
         idx = frame_order[offsets + np.arange(int(lens.sum()))]
-        aucs.append(metrics.roc_auc(labels[idx], scores[idx]))
+        aucs.append(np.mean([metrics.roc_auc(labels[idx], row[idx]) for row in scores]))
     lo, hi = np.percentile(aucs, [2.5, 97.5])
     return 100 * float(lo), 100 * float(hi)
 
@@ -110,3 +115,21 @@ def bootstrap_result_auc_ci(result: dict, n: int = 1000, seed: int = 0) -> tuple
     file holds ``labels``, ``scores`` and ``video_ids``)."""
     with np.load(result["files"]["scores"]) as z:
         return bootstrap_video_auc_ci(z["labels"], z["scores"], z["video_ids"], n, seed)
+
+
+def bootstrap_seeds_auc_ci(
+    score_files: Sequence[str], n: int = 1000, seed: int = 0
+) -> tuple[float, float]:
+    """The video bootstrap interval of the mean AUC over several seeds' evaluations of one test
+    set (their ``scores`` files), the same videos drawn for every seed in each resample."""
+    labels, vids, rows = None, None, []
+    for f in score_files:
+        with np.load(f) as z:
+            if labels is None:
+                labels, vids = z["labels"], z["video_ids"]
+            elif not (np.array_equal(z["labels"], labels) and np.array_equal(z["video_ids"], vids)):
+                raise ValueError(f"{f} scores another test set (labels or video ids differ)")
+            rows.append(z["scores"].reshape(-1))
+    if labels is None:
+        return float("nan"), float("nan")
+    return bootstrap_video_auc_ci(labels, np.stack(rows), vids, n, seed)

@@ -31,10 +31,12 @@ import math
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from aird_jax import evaluate as ev
 from aird_jax.cli import UserError
 from aird_jax.cli import run as run_cli
+from aird_jax.data.builders.base import source_digest
 from aird_jax.experiments import study_tables as st
 from aird_jax.experiments.cached_eval import cached_evaluation
 from aird_jax.experiments.lomo import (
@@ -155,6 +157,7 @@ class Study:
         runs.mkdir(parents=True, exist_ok=True)
         self.opts = Options(results=runs, seeds=tuple(so.seeds), smoke=False, verbose=so.verbose)
         self.data_root = private_data_root(self.faces, runs)
+        self.data_sha256 = source_digest(self.faces)  # what every table's numbers were made on
         self.methods = face_folder_methods(self.faces, self.data_root)
 
     # ------------------------------------------------------------------------------ runs
@@ -257,21 +260,33 @@ class Study:
         _, run = self.load(spec, seed)
         return float(run.val_metrics.get("frame_auc", math.nan)) if run else math.nan
 
+    def evaluation(
+        self, spec: RunSpec, seed: int, degradation: str = "none", methods: list[str] | None = None
+    ) -> tuple[dict | None, Path | None, Any]:
+        """(evaluation result, run folder, loaded run) of a finished run on the test split,
+        cached next to the run; (None, None, None) for an unfinished run."""
+        workdir, run = self.load(spec, seed)
+        if run is None:
+            return None, None, None
+        if methods is not None:
+            return evaluate_subset(workdir, run, methods, "-".join(methods), False), workdir, run
+        data_cfg = ev.eval_data_config(run.config)
+        deg = None if degradation == "none" else degradation
+        res, _ = cached_evaluation(workdir, run, data_cfg, "test", deg, workdir / "eval" / "test")
+        return res, workdir, run
+
+    def scores_file(self, spec: RunSpec, seed: int, **kw: Any) -> str | None:
+        """The saved per-frame test scores of a finished run (see :meth:`evaluation`)."""
+        res, _, _ = self.evaluation(spec, seed, **kw)
+        return None if res is None else res["files"]["scores"]
+
     def test_result(
         self, spec: RunSpec, seed: int, degradation: str = "none", methods: list[str] | None = None
     ) -> dict | None:
         """Frame metrics of a finished run on the test split (cached next to the run)."""
-        workdir, run = self.load(spec, seed)
-        if run is None:
+        res, workdir, run = self.evaluation(spec, seed, degradation, methods)
+        if res is None:
             return None
-        if methods is not None:
-            res = evaluate_subset(workdir, run, methods, "-".join(methods), False)
-        else:
-            data_cfg = ev.eval_data_config(run.config)
-            deg = None if degradation == "none" else degradation
-            res, _ = cached_evaluation(
-                workdir, run, data_cfg, "test", deg, workdir / "eval" / "test"
-            )
         m = res["metrics"]["frame"]
         return {
             "seed": seed,
@@ -285,6 +300,7 @@ class Study:
             "best_step": int(run.step),
             # Wall time of the (last leg of the) training call, as ensure_trained recorded it.
             "train_seconds": json.loads((workdir / MARKER).read_text()).get("train_seconds"),
+            "git_commit": json.loads((workdir / "config.json").read_text()).get("git_commit"),
         }
 
     def run(self) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from aird_jax.experiments import paper_tables
 from aird_jax.experiments.paper_tables import UNTRUSTWORTHY_NOTE
-from aird_jax.experiments.stats import fmt_mean_std
+from aird_jax.experiments.stats import bootstrap_seeds_auc_ci, fmt_mean_std, mean_std
 from aird_jax.experiments.table_writer import markdown_table
 
 # The study's rows (aird_jax.experiments.study trains them in its own order).
@@ -41,8 +41,9 @@ DEGRADATION_LABELS = {
 }
 METRIC_NOTE = (
     "Test = the folder's `test_` crops (never used for any choice); AUC, EER and accuracy in %, "
-    "frame level (one image per video here). Several seeds: mean ± sample std; one seed: "
-    "[95% bootstrap interval, 1000 resamples stratified by class]. The best checkpoint and the "
+    "frame level (one image per video here). Several seeds: mean ± sample std [95% bootstrap "
+    "interval of the mean over seeds: the same resampled test videos for every seed]; one seed: "
+    "[95% bootstrap interval]; 1000 resamples stratified by class. The best checkpoint and the "
     "accuracy threshold come from validation (1 in 10 training crops, by md5)."
 )
 
@@ -56,14 +57,36 @@ def command(study: Any) -> str:
     )
 
 
-def auc_cell(runs: list[dict], key: str = "auc") -> str:
+def auc_cell(runs: list[dict], key: str = "auc", ci95: list[float] | None = None) -> str:
+    """``mean ± std`` over seeds (one seed: the value); AUC cells add their 95% interval."""
     if not runs:
         return "pending"
     vals = [r[key] for r in runs]
-    if len(runs) == 1 and key == "auc":
-        lo, hi = runs[0]["auc_ci95"]
-        return f"{vals[0]:.1f} [{lo:.1f}, {hi:.1f}]"
+    if key == "auc" and (len(runs) == 1 or ci95 is not None):
+        lo, hi = ci95 if ci95 is not None else runs[0]["auc_ci95"]
+        return f"{fmt_mean_std(vals)} [{lo:.1f}, {hi:.1f}]"
     return fmt_mean_std(vals)
+
+
+def row_summary(study: Any, spec, runs: list[dict], **kw: Any) -> dict:
+    """A row's seeds in the issue's JSON shape: per-seed AUCs, mean, sample std and the 95%
+    video-bootstrap interval of the mean over seeds (each seed's own for one seed)."""
+    m, s = mean_std([r["auc"] for r in runs])
+    if len(runs) > 1:
+        files = [study.scores_file(spec, r["seed"], **kw) for r in runs]
+        ci = list(bootstrap_seeds_auc_ci(files))
+    else:
+        ci = runs[0]["auc_ci95"] if runs else None
+    _, workdir, _ = study.evaluation(spec, runs[0]["seed"], **kw) if runs else (None, None, None)
+    config = json.loads((workdir / "config.json").read_text())["config"] if workdir else None
+    return {
+        "auc": [r["auc"] for r in runs],
+        "seeds": [r["seed"] for r in runs],
+        "mean": None if math.isnan(m) else m,
+        "std": None if math.isnan(s) else s,
+        "ci95": ci,
+        "config": config,  # of the first seed's run; the others differ only in `seed`
+    }
 
 
 def _runs(study: Any, spec, seeds, **kw) -> list[dict]:
@@ -79,21 +102,40 @@ def _write(results: Path, stem: str, title: str, study: Any, lines: list[str], d
     results.mkdir(parents=True, exist_ok=True)
     head = [f"# {title}", "", f"Command: `{command(study)}`", "", f"Scale: {study.scale.note}.", ""]
     (results / f"{stem}.md").write_text("\n".join(head + lines) + "\n")
-    payload = {"title": title, "command": command(study), "scale": study.so.scale, **data}
+    payload = {
+        "title": title,
+        "command": command(study),
+        "scale": study.so.scale,
+        # The code that trained the runs in this table (each run records its own) and the
+        # content digest of the face folder (paths, sizes and BLAKE2b of every image).
+        "commit": sorted(_commits(data)),
+        "data_sha256": study.data_sha256,
+        **data,
+    }
     (results / f"{stem}.json").write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def _commits(data: Any) -> set[str]:
+    if isinstance(data, dict):
+        own = {data["git_commit"]} if data.get("git_commit") else set()
+        return own.union(*(_commits(v) for v in data.values()))
+    if isinstance(data, list):
+        return set().union(*(_commits(v) for v in data))
+    return set()
 
 
 def table3(study: Any) -> tuple[list[str], dict]:
     paper = paper_tables.TABLE_III.rows
-    rows, data = [], []
+    rows, data = [], {}
     for name in LEARNED + SPECTRAL:
         spec = study.learned(name) if name in LEARNED else study.spectral(name)
         runs = _runs(study, spec, study.so.seeds)
+        summary = row_summary(study, spec, runs)
         p = paper.get(ROW_LABELS[name], {}).get("AUC")
         rows.append(
             [
                 ROW_LABELS[name],
-                auc_cell(runs),
+                auc_cell(runs, ci95=summary["ci95"]),
                 auc_cell(runs, "eer"),
                 auc_cell(runs, "acc"),
                 auc_cell(runs, "val_auc"),
@@ -101,7 +143,9 @@ def table3(study: Any) -> tuple[list[str], dict]:
                 "-" if p is None else f"{p:.1f}",
             ]
         )
-        data.append({"row": ROW_LABELS[name], "model": name, "runs": runs, "paper_celebdf_auc": p})
+        data[name] = {
+            "row": ROW_LABELS[name], **summary, "runs": runs, "paper_celebdf_auc": p
+        }  # fmt: skip
     header = ["Row", "Test AUC", "EER", "Acc", "Val AUC", "Seeds done", "Paper (Celeb-DF AUC)"]
     notes = [
         METRIC_NOTE,
@@ -171,7 +215,7 @@ def table4(study: Any) -> tuple[list[str], dict]:
 def lomo(study: Any) -> tuple[list[str], dict]:
     seed = study.so.seeds[0]
     spectral = study.best_spectral()
-    rows, data = [], []
+    rows, data = [], {}
     for h in study.methods:
         seen = [m for m in study.methods if m != h]
         for name in (*LOMO_LEARNED, spectral):
@@ -183,7 +227,11 @@ def lomo(study: Any) -> tuple[list[str], dict]:
             rows.append(
                 [h, ROW_LABELS[name], auc_cell([s] if s else []), auc_cell([o] if o else []), drop]
             )
-            data.append({"holdout": h, "model": name, "seen": s, "heldout": o})
+            # The row's own numbers (auc, mean, ci95, config) are the held-out method's.
+            summary = row_summary(study, spec, [o] if o else [], methods=[h])
+            data[f"{name}_without-{h}"] = {
+                "holdout": h, "model": name, **summary, "seen": s, "heldout": o
+            }  # fmt: skip
     header = ["Held out", "Model", "Seen methods AUC", "Held-out method AUC", "Drop"]
     notes = [
         f"Seed {seed}. Each row trains on real + the three other methods (validation likewise) "

@@ -101,9 +101,14 @@ def video_key(method: str, video: str) -> str:
 
 
 def source_fingerprint(folder: str | os.PathLike) -> str:
-    """A content fingerprint of the image files under ``folder``: relative path, size and a
-    BLAKE2b digest of the bytes of each (sha256 over those, 16 hex digits). Any added, removed,
-    renamed or changed image changes it; ``"none"`` when the folder does not exist.
+    """:func:`source_digest` shortened to 16 hex digits (a build's config name)."""
+    return source_digest(folder)[:16]
+
+
+def source_digest(folder: str | os.PathLike) -> str:
+    """A content digest of the image files under ``folder``: relative path, size and a BLAKE2b
+    digest of the bytes of each (sha256 over those, hex). Any added, removed, renamed or
+    changed image changes it; ``"none"`` when the folder does not exist.
 
     Content, not modification times: a copy of the folder, or the same files mounted again
     (fresh mtimes), is the same source, so its build and every cached evaluation on it are
@@ -127,7 +132,7 @@ def source_fingerprint(folder: str | os.PathLike) -> str:
                 h.update(f"{rel}\0unreadable\n".encode())
                 continue
             h.update(f"{rel}\0{size}\0{digest}\n".encode())
-    return h.hexdigest()[:16]
+    return h.hexdigest()
 
 
 def frame_index_from_name(path: Path) -> int:
