@@ -257,7 +257,15 @@ def main(argv: list[str] | None = None) -> dict:
             "train_step_ratio": ips["jax_step"] / ips["torch_step"],
         }
         out = {**ratios, **ips, **info, "batch": args.batch, "size": args.size}
-        finite = {k: (v if np.isfinite(v) else None) for k, v in out.items()}  # strict JSON
+        # what XLA ran with (no flag is set by the package: none measured faster) and how busy
+        # the machine was, so that two JSON lines can be compared
+        out["xla_flags"] = os.environ.get("XLA_FLAGS", "")
+        out["depthwise"] = args.depthwise
+        if hasattr(os, "getloadavg"):
+            out["load_avg_1min"] = os.getloadavg()[0]
+        finite = {  # strict JSON
+            k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in out.items()
+        }
         print(json.dumps(finite))
     return {**info, **ips}
 
