@@ -18,6 +18,8 @@ _OWN_CACHE: str | None = None
 if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
     _OWN_CACHE = tempfile.mkdtemp(prefix="aird_tests_xla_")
     os.environ["JAX_COMPILATION_CACHE_DIR"] = _OWN_CACHE
+# The CLIs' own setting would otherwise send their programs to the user's folder.
+os.environ["AIRD_COMPILE_CACHE"] = os.environ["JAX_COMPILATION_CACHE_DIR"]
 # Cache every program, however quick to compile or small: the tests' programs are all tiny.
 os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
 os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
