@@ -21,6 +21,7 @@ VERBOSE_ENV = "AIRD_VERBOSE"
 # folder. Cached executables are XLA's own output for the same program and flags: results are
 # unchanged.
 COMPILE_CACHE_ENV = "AIRD_COMPILE_CACHE"
+MIN_COMPILE_TIME_ENV = "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"  # JAX reads it at import
 
 
 class UserError(Exception):
@@ -99,8 +100,10 @@ def enable_compile_cache() -> str | None:
     if current and os.environ.get(COMPILE_CACHE_ENV) is None:
         path = current
     jax.config.update("jax_compilation_cache_dir", path)
-    # Only programs worth caching (the steps and forwards), not every tiny helper jit.
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    # Only programs worth caching (the steps and forwards), not every tiny helper jit; unless the
+    # user set JAX's own threshold (the test suite caches everything: its programs are tiny).
+    if os.environ.get(MIN_COMPILE_TIME_ENV) is None:
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
     return path
 
 

@@ -98,3 +98,27 @@ def test_cli_runs_turn_the_cache_on_and_keep_a_jax_setting(monkeypatch, tmp_path
         assert jax.config.jax_compilation_cache_dir is None
     finally:
         jax.config.update("jax_compilation_cache_dir", before)
+
+
+def test_cli_runs_keep_a_minimum_compile_time_set_for_jax(monkeypatch, tmp_path):
+    import jax
+
+    from aird_jax import cli
+
+    before = jax.config.jax_persistent_cache_min_compile_time_secs
+    before_dir = jax.config.jax_compilation_cache_dir
+    monkeypatch.setenv(cli.COMPILE_CACHE_ENV, str(tmp_path / "c"))
+    try:
+        # Unset: only programs that take over a second to compile are cached.
+        monkeypatch.delenv(cli.MIN_COMPILE_TIME_ENV, raising=False)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.25)
+        cli.enable_compile_cache()
+        assert jax.config.jax_persistent_cache_min_compile_time_secs == 1.0
+        # Set (JAX read it at import, as it does for the test suite's 0): kept.
+        monkeypatch.setenv(cli.MIN_COMPILE_TIME_ENV, "0.25")
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.25)
+        cli.enable_compile_cache()
+        assert jax.config.jax_persistent_cache_min_compile_time_secs == 0.25
+    finally:
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", before)
+        jax.config.update("jax_compilation_cache_dir", before_dir)

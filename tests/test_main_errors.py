@@ -14,8 +14,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = "--config=configs/late_supcon.py:smoke,freq_only"
 
@@ -47,20 +45,13 @@ DRIVER = textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="module")
-def xla_cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("xla_cache")
-
-
-def run_main(args, *, mode="plain", xla_cache=None, extra_env=None):
+def run_main(args, *, mode="plain", extra_env=None):
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     env.pop("AIRD_VERBOSE", None)
     env["PYTHONPATH"] = os.pathsep.join(
         filter(None, [str(REPO), str(REPO / "tests"), env.get("PYTHONPATH")])
     )
-    if xla_cache is not None:
-        env["JAX_COMPILATION_CACHE_DIR"] = str(xla_cache)
-        env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    # The child inherits the session's compilation cache (tests/conftest.py).
     env.update(extra_env or {})
     r = subprocess.run(
         [sys.executable, "-c", DRIVER, mode, *args],
@@ -133,17 +124,17 @@ def test_workdir_read_only(tmp_path):
     assert not (ro / "run").exists()
 
 
-def test_disk_full_during_a_save(tmp_path, xla_cache):
+def test_disk_full_during_a_save(tmp_path):
     wd = tmp_path / "run"
-    r = run_main([SMOKE, f"--workdir={wd}"], mode="enospc", xla_cache=xla_cache)
+    r = run_main([SMOKE, f"--workdir={wd}"], mode="enospc")
     line = one_error(r)
     assert line.startswith("error: the disk is full while writing ")
     assert str(wd / "checkpoints") in line
 
 
-def test_divergence_stop(tmp_path, xla_cache):
+def test_divergence_stop(tmp_path):
     wd = tmp_path / "run"
-    r = run_main([SMOKE, f"--workdir={wd}"], mode="diverge", xla_cache=xla_cache)
+    r = run_main([SMOKE, f"--workdir={wd}"], mode="diverge")
     line = one_error(r)
     assert "training diverged: non-finite training loss/gradient at step 1" in line
     assert "No checkpoint had been written" in line

@@ -137,18 +137,6 @@ def smoke_config(**overrides):
     return cfg
 
 
-@pytest.fixture(scope="module", autouse=True)
-def compile_cache(tmp_path_factory):
-    """Share compiled programs between the runs of this module (same programs, new objects)."""
-    old_dir = jax.config.jax_compilation_cache_dir
-    old_min = jax.config.jax_persistent_cache_min_compile_time_secs
-    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("xla_cache")))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    yield
-    jax.config.update("jax_compilation_cache_dir", old_dir)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", old_min)
-
-
 @pytest.fixture(scope="module")
 def run_a(tmp_path_factory):
     wd = tmp_path_factory.mktemp("run_a")
@@ -568,9 +556,8 @@ def test_one_vs_two_devices_and_shard_map_vs_pmap(tmp_path):
         os.environ,
         XLA_FLAGS="--xla_force_host_platform_device_count=2",
         JAX_PLATFORMS="cpu",
-        # init is the same program for every mode: compile it once
-        JAX_COMPILATION_CACHE_DIR=str(tmp_path / "xla_cache"),
-        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+        # (init is the same program for every mode: the session's compilation cache, inherited
+        # from tests/conftest.py, compiles it once)
     )
     # test_train (ToyData, smoke_config) is importable in the child through PYTHONPATH.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "tests"), env.get("PYTHONPATH")]))
