@@ -158,6 +158,9 @@ class Study:
         self.opts = Options(results=runs, seeds=tuple(so.seeds), smoke=False, verbose=so.verbose)
         self.data_root = private_data_root(self.faces, runs)
         self.data_sha256 = source_digest(self.faces)  # what every table's numbers were made on
+        # Results of finished runs, which never change: the tables are rewritten after every
+        # job, and loading ~40 checkpoints each time cost a minute per job.
+        self._memo: dict[tuple, Any] = {}
         self.methods = face_folder_methods(self.faces, self.data_root)
 
     # ------------------------------------------------------------------------------ runs
@@ -256,9 +259,21 @@ class Study:
         workdir = self.finished(spec, seed)
         return (workdir, ev.load_run_or_explain(workdir, "best")) if workdir else (None, None)
 
+    def _memoised(self, key: tuple, compute: Callable[[], Any]) -> Any:
+        """``compute()``, kept for the study's lifetime once the run has finished (not None)."""
+        if key not in self._memo:
+            value = compute()
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                return value
+            self._memo[key] = value
+        return self._memo[key]
+
     def val_auc(self, spec: RunSpec, seed: int) -> float:
-        _, run = self.load(spec, seed)
-        return float(run.val_metrics.get("frame_auc", math.nan)) if run else math.nan
+        def compute() -> float:
+            _, run = self.load(spec, seed)
+            return float(run.val_metrics.get("frame_auc", math.nan)) if run else math.nan
+
+        return self._memoised(("val_auc", spec.key, seed), compute)
 
     def evaluation(
         self, spec: RunSpec, seed: int, degradation: str = "none", methods: list[str] | None = None
@@ -277,13 +292,23 @@ class Study:
 
     def scores_file(self, spec: RunSpec, seed: int, **kw: Any) -> str | None:
         """The saved per-frame test scores of a finished run (see :meth:`evaluation`)."""
-        res, _, _ = self.evaluation(spec, seed, **kw)
-        return None if res is None else res["files"]["scores"]
+
+        def compute() -> str | None:
+            res, _, _ = self.evaluation(spec, seed, **kw)
+            return None if res is None else res["files"]["scores"]
+
+        return self._memoised(("scores", spec.key, seed, repr(sorted(kw.items()))), compute)
 
     def test_result(
         self, spec: RunSpec, seed: int, degradation: str = "none", methods: list[str] | None = None
     ) -> dict | None:
         """Frame metrics of a finished run on the test split (cached next to the run)."""
+        key = ("test", spec.key, seed, degradation, tuple(methods or ()), methods is None)
+        return self._memoised(key, lambda: self._test_result(spec, seed, degradation, methods))
+
+    def _test_result(
+        self, spec: RunSpec, seed: int, degradation: str, methods: list[str] | None
+    ) -> dict | None:
         res, workdir, run = self.evaluation(spec, seed, degradation, methods)
         if res is None:
             return None

@@ -3,6 +3,7 @@ from the finished runs after every job, so partial results are always complete a
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -73,11 +74,11 @@ def row_summary(study: Any, spec, runs: list[dict], **kw: Any) -> dict:
     video-bootstrap interval of the mean over seeds (each seed's own for one seed)."""
     m, s = mean_std([r["auc"] for r in runs])
     if len(runs) > 1:
-        files = [study.scores_file(spec, r["seed"], **kw) for r in runs]
-        ci = list(bootstrap_seeds_auc_ci(files))
+        files = tuple(study.scores_file(spec, r["seed"], **kw) for r in runs)
+        ci = list(_seeds_ci(files))
     else:
         ci = runs[0]["auc_ci95"] if runs else None
-    _, workdir, _ = study.evaluation(spec, runs[0]["seed"], **kw) if runs else (None, None, None)
+    workdir = study.finished(spec, runs[0]["seed"]) if runs else None
     config = json.loads((workdir / "config.json").read_text())["config"] if workdir else None
     return {
         "auc": [r["auc"] for r in runs],
@@ -113,6 +114,12 @@ def _write(results: Path, stem: str, title: str, study: Any, lines: list[str], d
         **data,
     }
     (results / f"{stem}.json").write_text(json.dumps(payload, indent=2) + "\n")
+
+
+@functools.lru_cache(maxsize=256)
+def _seeds_ci(files: tuple[str, ...]) -> tuple[float, float]:
+    # Finished runs' score files never change; the tables are rewritten after every job.
+    return bootstrap_seeds_auc_ci(files)
 
 
 def _commits(data: Any) -> set[str]:
