@@ -9,6 +9,7 @@ re-checking them. ``package_versions`` and ``git_commit`` say what produced a nu
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -217,17 +218,22 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def git_commit() -> str:
-    """HEAD of the checkout this package runs from (``+dirty`` with local edits), or unknown."""
+# What counts as a local edit of the code: results, runs and notes written beside it do not.
+CODE_PATHS = ("aird_jax", "configs", "scripts", "pyproject.toml")
+
+
+def read_git_commit(root: Path) -> str:
+    """HEAD of the checkout at ``root`` (``+dirty`` when the code in it, :data:`CODE_PATHS`,
+    has uncommitted edits), or ``unknown``."""
     try:
         r = subprocess.run(
-            ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"],
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
             capture_output=True,
             text=True,
             timeout=10,
         )
         dirty = subprocess.run(
-            ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "-uno"],
+            ["git", "-C", str(root), "status", "--porcelain", "-uno", "--", *CODE_PATHS],
             capture_output=True,
             text=True,
             timeout=10,
@@ -235,6 +241,16 @@ def git_commit() -> str:
         return r.stdout.strip() + ("+dirty" if dirty else "") if r.returncode == 0 else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+@functools.cache
+def git_commit() -> str:
+    """The commit of the code this process runs, read once when this module is imported: a
+    long job (the study) must not label its later runs with commits made while it ran."""
+    return read_git_commit(REPO_ROOT)
+
+
+git_commit()
 
 
 def jsonable(v: Any) -> Any:

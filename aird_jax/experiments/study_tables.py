@@ -157,8 +157,9 @@ def table3(study: Any) -> tuple[list[str], dict]:
     notes = [
         METRIC_NOTE,
         "",
-        "The paper's column is its cross-dataset Celeb-DF figure (not comparable with this "
-        f"in-domain test; shown only beside ours). {UNTRUSTWORTHY_NOTE}",
+        "The spectral baselines' fits are deterministic (the seed changes nothing; hence "
+        "± 0.0). The paper's column is its cross-dataset Celeb-DF figure (not comparable with "
+        f"this in-domain test; shown only beside ours). {UNTRUSTWORTHY_NOTE}",
         "",
     ]
     return notes + markdown_table(header, rows), {"rows": data}
