@@ -181,8 +181,8 @@ def test_split_left_empty_by_corrupt_images_names_the_split(tmp_path):
     assert str(top / "test/real/c.png") in str(e.value)
 
 
-def test_corrupt_frame_of_an_extracted_video_is_skipped(tmp_path):
-    """The shared path (base.video_frames) of the video builders, here DFDC Preview."""
+def _dfdc_two_videos(tmp_path: Path) -> tuple[Path, Path]:
+    """A DFDC Preview list of one real and one fake training video; (manual, faces) folders."""
     manual, faces = tmp_path / "manual", tmp_path / "faces"
     manual.mkdir()
     meta = {
@@ -190,6 +190,12 @@ def test_corrupt_frame_of_an_extracted_video_is_skipped(tmp_path):
         "method_A/1/b.mp4": {"label": "fake", "set": "train"},
     }
     (manual / "dataset.json").write_text(json.dumps(meta))
+    return manual, faces
+
+
+def test_corrupt_frame_of_an_extracted_video_is_skipped(tmp_path):
+    """The shared path (base.video_frames) of the video builders, here DFDC Preview."""
+    manual, faces = _dfdc_two_videos(tmp_path)
     _tree(faces, ["original_videos/1/a/000000.png", "original_videos/1/a/000001.png"], 5)
     _tree(faces, ["method_A/1/b/000000.png", "method_A/1/b/000003.png"], 6)
     corrupt = faces / "method_A/1/b/000007.png"
@@ -215,13 +221,7 @@ def test_video_build_made_before_more_faces_were_extracted_is_named(tmp_path):
     from aird_jax.data import extract
 
     assert FACES_MANIFEST == extract.MANIFEST  # the file scripts/extract_faces.py writes
-    manual, faces = tmp_path / "manual", tmp_path / "faces"
-    manual.mkdir()
-    meta = {
-        "original_videos/1/a.mp4": {"label": "real", "set": "train"},
-        "method_A/1/b.mp4": {"label": "fake", "set": "train"},
-    }
-    (manual / "dataset.json").write_text(json.dumps(meta))
+    manual, faces = _dfdc_two_videos(tmp_path)
     _tree(faces, ["original_videos/1/a/000000.png", "method_A/1/b/000000.png"], 8)
     (faces / FACES_MANIFEST).write_text('{"video": "a"}\n{"video": "b"}\n')
     cfg = data_config(
