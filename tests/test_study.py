@@ -36,10 +36,10 @@ def faces(tmp_path_factory) -> Path:
     return _folder(tmp_path_factory.mktemp("faces"))
 
 
-def _study(faces: Path, tmp: Path, parts: tuple[str, ...], seeds=(0, 1)) -> Study:
+def _study(faces: Path, tmp: Path, parts: tuple[str, ...], seeds=(0, 1), holdouts=()) -> Study:
     so = StudyOptions(
         faces=faces, scale="smoke", seeds=seeds, runs=tmp / "runs", results=tmp / "res",
-        parts=parts,
+        parts=parts, holdouts=holdouts,
     )  # fmt: skip
     return Study(so, lambda s: None)
 
@@ -63,6 +63,30 @@ def test_job_order_is_most_informative_first_and_each_run_once(faces, tmp_path):
     later = jobs[done + n_lomo :]
     assert later == [("table3", v, 1) for v in LEARNED if v not in LOMO_LEARNED]
     assert len(set(jobs)) == len(jobs)
+
+
+def test_lomo_alone_fits_the_spectral_baselines_it_chooses_from_first(faces, tmp_path):
+    # Without the seed-0 Table III fits, best_spectral() had nothing to choose on and LOMO's
+    # spectral row silently became the first baseline.
+    s = _study(faces, tmp_path, ("lomo",), holdouts=("B",))
+    jobs = [(j.part, j.spec.key, j.seed) for j in s.jobs_resolved()]
+    fits = [("table3", m, 0) for m in SPECTRAL]
+    assert jobs[: len(fits)] == fits
+    lomo = jobs[len(fits) :]
+    assert [k for _, k, _ in lomo][: len(LOMO_LEARNED)] == [f"{v}_without-B" for v in LOMO_LEARNED]
+    assert len(lomo) == len(LOMO_LEARNED) + 1 and {p for p, _, _ in lomo} == {"lomo"}
+
+
+def test_unknown_holdout_is_one_line_before_any_training(faces, tmp_path, capsys):
+    code = study_mod.main(
+        ["--faces", str(faces), "--scale", "smoke", "--runs", str(tmp_path / "r"),
+         "--results", str(tmp_path / "res"), "--parts", "lomo", "--holdouts", "C"]
+    )  # fmt: skip
+    # (The face folder is built first, to learn its methods; that prints progress.)
+    err = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
+    assert code == 2 and len(err) == 1 and "--holdouts C: not a method" in err[0]
+    assert "A, B" in err[0]
+    assert not (tmp_path / "r" / "runs").exists()  # nothing trained
 
 
 def test_best_spectral_is_chosen_on_validation(faces, tmp_path, monkeypatch):
