@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from aird_jax.ops.conv import conv_padding, depthwise_conv
+from aird_jax.ops.conv import conv_padding, dense_conv, depthwise_conv
 
 
 def _numpy_depthwise(x, w, s, padding):
@@ -79,3 +79,47 @@ def test_shifted_depthwise_float64_matches_reference(x64, batch, k, stride, padd
     for i, j in ((0, 0), (k - 1, k // 2)):
         tap = xp[:, i : i + s * (ho - 1) + 1 : s, j : j + s * (wo - 1) + 1 : s]
         np.testing.assert_allclose(dw[i, j, 0], (tap * g).sum((0, 1, 2)), rtol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "batch,cin,stride,padding,size",
+    [(2, 1, 2, "symmetric", 16), (1, 3, 2, "same", 13), (2, 4, 1, "symmetric", 9)],
+)
+def test_dense_patches_conv_float64_matches_a_naive_loop(x64, batch, cin, stride, padding, size):
+    """``dense_conv(impl="patches")`` (the CPU form of the stem and the frequency stream)."""
+    rng = np.random.default_rng(cin * 100 + stride * 10 + size)
+    k, cout = 3, 6
+    x = rng.normal(size=(batch, size, size + 1, cin))
+    w = rng.normal(size=(k, k, cin, cout))
+    ph = conv_padding(x.shape[1], k, stride, padding)
+    pw = conv_padding(x.shape[2], k, stride, padding)
+    xp = np.pad(x, ((0, 0), ph, pw, (0, 0)))
+    ho, wo = (xp.shape[1] - k) // stride + 1, (xp.shape[2] - k) // stride + 1
+    want = np.zeros((batch, ho, wo, cout))
+    for i in range(k):  # out[b, h, v, o] = sum_ijc xp[b, s h + i, s v + j, c] w[i, j, c, o]
+        for j in range(k):
+            tap = xp[
+                :, i : i + stride * (ho - 1) + 1 : stride, j : j + stride * (wo - 1) + 1 : stride
+            ]
+            want += np.einsum("bhvc,co->bhvo", tap, w[i, j])
+    xj, wj = jnp.asarray(x), jnp.asarray(w)
+
+    def ours(x, w):
+        return dense_conv(x, w, stride, padding, "patches")
+
+    def ref(x, w):
+        return dense_conv(x, w, stride, padding, "native")  # lax.conv_general_dilated
+
+    np.testing.assert_allclose(jax.jit(ours)(xj, wj), want, rtol=1e-10, atol=1e-12)
+    g = jnp.asarray(rng.normal(size=want.shape))
+
+    def grads(f):
+        return jax.jit(jax.grad(lambda x, w: jnp.sum(f(x, w) * g), argnums=(0, 1)))(xj, wj)
+
+    for got, ref_grad in zip(grads(ours), grads(ref), strict=True):
+        np.testing.assert_allclose(got, ref_grad, rtol=1e-10, atol=1e-11)
+
+
+def test_dense_conv_rejects_an_unknown_impl():
+    with pytest.raises(ValueError, match="choose from"):
+        dense_conv(jnp.zeros((1, 8, 8, 1)), jnp.zeros((3, 3, 1, 2)), 2, "same", "fast")

@@ -26,10 +26,9 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 from aird_jax.models.common import TF_BN, TORCH_BN, batch_norm
-from aird_jax.ops.conv import conv_padding, depthwise_conv
+from aird_jax.ops.conv import dense_conv, depthwise_conv
 
 Dtype = Any
 Padding = str  # "symmetric" | "same" (aird_jax.ops.conv.PADDINGS)
@@ -197,13 +196,16 @@ def _conv_init(groups_equal_out: bool = False) -> nn.initializers.Initializer:
 
 
 class Conv(nn.Module):
-    """Dense 2-D conv (HWIO kernel); 1x1 stride-1 convs run as a matmul (cheaper on CPU)."""
+    """Dense 2-D conv (HWIO kernel); 1x1 stride-1 convs run as a matmul (cheaper on CPU), kxk ones
+    through :func:`~aird_jax.ops.conv.dense_conv`."""
 
     features: int
     kernel: int = 1
     stride: int = 1
     padding: Padding = "symmetric"
     use_bias: bool = False
+    impl: str = "auto"  # kxk convs: ops.conv.dense_conv ("patches" on CPU, else XLA's conv)
+    kernel_init: nn.initializers.Initializer | None = None  # None: fan-out normal (timm's)
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
@@ -211,7 +213,7 @@ class Conv(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         k = self.param(
             "kernel",
-            _conv_init(),
+            self.kernel_init or _conv_init(),
             (self.kernel, self.kernel, x.shape[-1], self.features),
             self.param_dtype,
         )
@@ -221,15 +223,7 @@ class Conv(nn.Module):
             # gradient through a transposed copy and a generic dot (~3.7x slower at 56x56x32).
             y = (x.reshape(-1, x.shape[-1]) @ k[0, 0]).reshape(*x.shape[:-1], self.features)
         else:
-            ph = conv_padding(x.shape[1], self.kernel, self.stride, self.padding)
-            pw = conv_padding(x.shape[2], self.kernel, self.stride, self.padding)
-            y = lax.conv_general_dilated(
-                x,
-                k,
-                (self.stride, self.stride),
-                (ph, pw),
-                dimension_numbers=("NHWC", "HWIO", "NHWC"),
-            )
+            y = dense_conv(x, k, self.stride, self.padding, self.impl)
         if self.use_bias:
             bias = self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
             y = y + bias.astype(self.dtype)

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from aird_jax.models.common import batch_norm
+from aird_jax.models.efficientnet import Conv
 from aird_jax.ops.dct import dct_highpass, rgb_to_gray
 
 Dtype = Any
@@ -35,6 +36,7 @@ class FrequencyStream(nn.Module):
     channels: Sequence[int] = (64, 128, 256)
     out_dim: int = 256
     axis_name: str | None = None
+    conv_impl: str = "auto"  # ops.conv.dense_conv: "patches" on CPU, XLA's conv elsewhere
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
@@ -42,13 +44,16 @@ class FrequencyStream(nn.Module):
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         x = x.astype(self.dtype)
         for i, c in enumerate(self.channels):
-            x = nn.Conv(
+            # The variables (conv{i}/kernel, 3x3 HWIO, Kaiming) and maths of nn.Conv(c, (3, 3),
+            # strides=2, padding=1, use_bias=False); Conv runs it through ops.conv.dense_conv,
+            # ~3x faster than XLA:CPU's own strided conv for these few input channels.
+            x = Conv(
                 c,
-                (3, 3),
-                strides=(2, 2),
-                padding=((1, 1), (1, 1)),
-                use_bias=False,
+                3,
+                2,
+                "symmetric",
                 kernel_init=kaiming,
+                impl=self.conv_impl,
                 dtype=self.dtype,
                 param_dtype=self.param_dtype,
                 name=f"conv{i}",
