@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from aird_jax.ops.conv import conv_padding, dense_conv, depthwise_conv
+from aird_jax.ops.conv import conv_padding, dense_conv, depthwise_conv, resolve_dense
 
 
 def _numpy_depthwise(x, w, s, padding):
@@ -120,6 +120,11 @@ def test_dense_patches_conv_float64_matches_a_naive_loop(x64, batch, cin, stride
         np.testing.assert_allclose(got, ref_grad, rtol=1e-10, atol=1e-11)
 
 
-def test_dense_conv_rejects_an_unknown_impl():
+def test_dense_conv_auto_takes_patches_only_for_few_input_channels_on_cpu():
+    # Beyond 4 input channels XLA:CPU's own conv is faster forward (the docstring's numbers).
+    cpu = jax.default_backend() == "cpu"
+    assert resolve_dense("auto", 3) == ("patches" if cpu else "native")
+    assert resolve_dense("auto", 64) == "native"
+    assert resolve_dense("patches", 64) == "patches"
     with pytest.raises(ValueError, match="choose from"):
         dense_conv(jnp.zeros((1, 8, 8, 1)), jnp.zeros((3, 3, 1, 2)), 2, "same", "fast")

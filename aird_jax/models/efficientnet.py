@@ -204,7 +204,7 @@ class Conv(nn.Module):
     stride: int = 1
     padding: Padding = "symmetric"
     use_bias: bool = False
-    impl: str = "auto"  # kxk convs: ops.conv.dense_conv ("patches" on CPU, else XLA's conv)
+    impl: str = "auto"  # kxk convs: ops.conv.dense_conv
     kernel_init: nn.initializers.Initializer | None = None  # None: fan-out normal (timm's)
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32

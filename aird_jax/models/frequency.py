@@ -36,7 +36,7 @@ class FrequencyStream(nn.Module):
     channels: Sequence[int] = (64, 128, 256)
     out_dim: int = 256
     axis_name: str | None = None
-    conv_impl: str = "auto"  # ops.conv.dense_conv: "patches" on CPU, XLA's conv elsewhere
+    conv_impl: str = "auto"  # ops.conv.dense_conv
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
@@ -45,8 +45,8 @@ class FrequencyStream(nn.Module):
         x = x.astype(self.dtype)
         for i, c in enumerate(self.channels):
             # The variables (conv{i}/kernel, 3x3 HWIO, Kaiming) and maths of nn.Conv(c, (3, 3),
-            # strides=2, padding=1, use_bias=False); Conv runs it through ops.conv.dense_conv,
-            # ~3x faster than XLA:CPU's own strided conv for these few input channels.
+            # strides=2, padding=1, use_bias=False), run through ops.conv.dense_conv (on CPU the
+            # first conv, 1 input channel, as a patches matmul: half the kernel-gradient time).
             x = Conv(
                 c,
                 3,
