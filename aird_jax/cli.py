@@ -110,14 +110,10 @@ def enable_compile_cache() -> str | None:
 def run(body: Callable[[], int | None], argv: list[str] | None = None) -> int:
     """Call ``body``; a user error prints one line (plus traceback if verbose) and returns 2.
 
-    CLI runs get the persistent compilation cache (:func:`enable_compile_cache`) and keep freed
-    host memory for reuse (:func:`aird_jax.host_memory.keep_freed_memory`).
+    CLI runs get the persistent compilation cache (:func:`enable_compile_cache`).
     """
-    from aird_jax.host_memory import keep_freed_memory
-
     try:
         enable_compile_cache()
-        keep_freed_memory()
         return int(body() or 0)
     except Exception as e:
         os_error = _user_os_error(e)

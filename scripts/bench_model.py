@@ -26,7 +26,6 @@ import numpy as np
 import optax
 
 from aird_jax.config import load_config
-from aird_jax.host_memory import keep_freed_memory
 from aird_jax.losses import total_loss
 from aird_jax.models import build_model
 from aird_jax.models.efficientnet import EfficientNet
@@ -224,11 +223,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--json", action="store_true", help="end with one JSON line (the ratios)")
     args = ap.parse_args(argv)
     print(f"jax {jax.__version__} backend={jax.default_backend()} devices={jax.devices()}")
-    # As the CLIs do (both frameworks share the process, so both get it); AIRD_MALLOC_TUNING=0
-    # measures glibc's defaults.
-    malloc_tuning = keep_freed_memory()
     info, j_fwd, j_step = flax_setup(args)
-    info["malloc_tuning"] = malloc_tuning
     tinfo, t_fwd, t_step = torch_setup(args)
     info.update(tinfo)
     for k, v in info.items():
