@@ -17,18 +17,24 @@ from jax import lax
 from aird_jax.ops.conv import conv_padding, dense_conv, depthwise_conv, resolve_dense
 
 
-def _numpy_depthwise(x, w, s, padding):
-    """Naive loop: out[b, h, v, c] = sum_ij xp[b, s h + i, s v + j, c] w[i, j, c]."""
-    k = w.shape[0]
+def _numpy_taps(x, k, s, padding):
+    """Naive taps: ``(i, j, xp[:, s h + i, s v + j, :])`` over the output grid, plus the padding."""
     ph = conv_padding(x.shape[1], k, s, padding)
     pw = conv_padding(x.shape[2], k, s, padding)
     xp = np.pad(x, ((0, 0), ph, pw, (0, 0)))
     ho, wo = (xp.shape[1] - k) // s + 1, (xp.shape[2] - k) // s + 1
-    out = np.zeros((x.shape[0], ho, wo, x.shape[3]))
-    for i in range(k):
-        for j in range(k):
-            out += xp[:, i : i + s * (ho - 1) + 1 : s, j : j + s * (wo - 1) + 1 : s] * w[i, j, 0]
-    return out, (ph, pw)
+    taps = [
+        (i, j, xp[:, i : i + s * (ho - 1) + 1 : s, j : j + s * (wo - 1) + 1 : s])
+        for i in range(k)
+        for j in range(k)
+    ]
+    return taps, (ph, pw)
+
+
+def _numpy_depthwise(x, w, s, padding):
+    """Naive loop: out[b, h, v, c] = sum_ij xp[b, s h + i, s v + j, c] w[i, j, c]."""
+    taps, pads = _numpy_taps(x, w.shape[0], s, padding)
+    return sum(tap * w[i, j, 0] for i, j, tap in taps), pads
 
 
 @pytest.mark.parametrize(
@@ -91,17 +97,9 @@ def test_dense_patches_conv_float64_matches_a_naive_loop(x64, batch, cin, stride
     k, cout = 3, 6
     x = rng.normal(size=(batch, size, size + 1, cin))
     w = rng.normal(size=(k, k, cin, cout))
-    ph = conv_padding(x.shape[1], k, stride, padding)
-    pw = conv_padding(x.shape[2], k, stride, padding)
-    xp = np.pad(x, ((0, 0), ph, pw, (0, 0)))
-    ho, wo = (xp.shape[1] - k) // stride + 1, (xp.shape[2] - k) // stride + 1
-    want = np.zeros((batch, ho, wo, cout))
-    for i in range(k):  # out[b, h, v, o] = sum_ijc xp[b, s h + i, s v + j, c] w[i, j, c, o]
-        for j in range(k):
-            tap = xp[
-                :, i : i + stride * (ho - 1) + 1 : stride, j : j + stride * (wo - 1) + 1 : stride
-            ]
-            want += np.einsum("bhvc,co->bhvo", tap, w[i, j])
+    # out[b, h, v, o] = sum_ijc xp[b, s h + i, s v + j, c] w[i, j, c, o]
+    taps, _ = _numpy_taps(x, k, stride, padding)
+    want = sum(np.einsum("bhvc,co->bhvo", tap, w[i, j]) for i, j, tap in taps)
     xj, wj = jnp.asarray(x), jnp.asarray(w)
 
     def ours(x, w):

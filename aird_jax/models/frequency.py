@@ -36,7 +36,6 @@ class FrequencyStream(nn.Module):
     channels: Sequence[int] = (64, 128, 256)
     out_dim: int = 256
     axis_name: str | None = None
-    conv_impl: str = "auto"  # ops.conv.dense_conv
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
@@ -53,7 +52,6 @@ class FrequencyStream(nn.Module):
                 2,
                 "symmetric",
                 kernel_init=kaiming,
-                impl=self.conv_impl,
                 dtype=self.dtype,
                 param_dtype=self.param_dtype,
                 name=f"conv{i}",
