@@ -8,7 +8,11 @@ Rows, JAX side (compile time reported separately; throughput excludes it):
 * detector train step (B4 late fusion + frequency stream, CE + SupCon, Adam, cross-replica BN,
   donated state: ``train.make_train_step`` through ``parallel.make_parallel(cfg).compile_step``),
   bfloat16, batch 32 and 128;
-* batch-1 B4 forward latency, p50/p99 in ms, float32 and bfloat16.
+* batch-1 B4 forward latency, p50/p99 in ms, float32 and bfloat16;
+* end-to-end training, images/s: the real training loop (``train.Trainer``: the grain loader
+  reading the decoded-frame cache with the paper's augmentations in ``--workers`` processes,
+  host-to-device prefetch, the bfloat16 step above) over PNG faces written at the benchmark's size
+  (``aird_jax.data.bench_faces``), timed over a second epoch after a compiling one.
 
 Reference in the same process when a CUDA PyTorch and timm are importable: timm
 ``efficientnet_b4``, channels_last, autocast (bfloat16 rows) or float32; the train row is timm B4 +
@@ -25,8 +29,11 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
+import types
 from functools import partial
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -34,6 +41,8 @@ import numpy as np
 
 from aird_jax import train
 from aird_jax.config import load_config
+from aird_jax.data import pipeline
+from aird_jax.data.bench_faces import make_face_folder
 from aird_jax.models.efficientnet import EfficientNet
 from aird_jax.parallel import make_parallel
 
@@ -109,6 +118,38 @@ def jax_train(a, batch: int):
     return run
 
 
+def jax_end_to_end(a, batch: int) -> dict:
+    """Images/s of the training loop as a run trains (input pipeline included), in the same
+    process: one epoch of ``--e2e-steps`` steps compiles and warms up, the second is timed."""
+    cfg = load_config("configs/late_supcon.py")
+    cfg.model.backbone, cfg.model.dtype, cfg.model.pretrained = a.backbone, "bfloat16", ""
+    n = jax.local_device_count()
+    cfg.train.batch_size = max(n, batch // n * n)
+    cfg.train.progress = False
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        src = make_face_folder(tmp / "faces", a.e2e_images, a.size)
+        d = cfg.data
+        d.name, d.config, d.root, d.manual_dir = (
+            "face_folder",
+            "",
+            str(tmp / "tfds"),
+            str(tmp / "faces"),
+        )
+        d.image_size, d.cache, d.workers = a.size, "decoded", a.workers
+        t0 = time.perf_counter()
+        pipeline.num_examples(d, "train")  # the face_folder build (PNG bytes), once
+        trainer = train.Trainer(cfg, tmp / "run", make_parallel(cfg), pipeline, a.e2e_steps)
+        no_sigterm = types.SimpleNamespace(flag=False)
+        trainer.train_epoch(no_sigterm)  # compiles; the decoded cache was built when opened
+        setup_s = time.perf_counter() - t0
+        trainer.loop.step_in_epoch = 0
+        t0 = time.perf_counter()
+        trainer.train_epoch(no_sigterm)  # ends with the metrics fetched: the steps are done
+        ips = a.e2e_steps * cfg.train.batch_size / (time.perf_counter() - t0)
+    return {"jax_img_s": ips, "compile_s": setup_s, "workers": a.workers, "faces": src}
+
+
 # -------------------------------------------------------------------------------- PyTorch
 def torch_or_none(allow_cpu: bool):
     """(torch, timm, device) when a CUDA PyTorch (or, with ``allow_cpu``, any PyTorch) and timm
@@ -175,37 +216,70 @@ def release(ref) -> None:
 
 
 # ----------------------------------------------------------------------------------- main
-def rows(a, ref) -> list[dict]:
-    """Every measurement, as dicts (table rows and the JSON line)."""
-    jsync = jax.block_until_ready
-    cuda = ref is not None and ref[2] == "cuda"
-    tsync = (lambda _: ref[0].cuda.synchronize()) if cuda else (lambda _: None)
+def forward_rows(a, ref, sync) -> list[dict]:
     out = []
     for dtype in ("float32", "bfloat16"):
         for b in a.fwd_batch:
-            ips, comp = throughput(jax_forward(a, b, dtype), b, a.iters, jsync)
+            ips, comp = throughput(jax_forward(a, b, dtype), b, a.iters, sync["jax"])
             r = {"row": "b4_forward", "batch": b, "dtype": dtype, "jax_img_s": ips}
             r["compile_s"] = comp
             if ref:
-                r["torch_img_s"], _ = throughput(torch_forward(ref, a, b, dtype), b, a.iters, tsync)
+                tf = torch_forward(ref, a, b, dtype)
+                r["torch_img_s"], _ = throughput(tf, b, a.iters, sync["torch"])
                 release(ref)
             add(out, r)
+    return out
+
+
+def train_rows(a, ref, sync) -> list[dict]:
+    out = []
     for b in a.train_batch:
-        ips, comp = throughput(jax_train(a, b), b, a.iters, jsync)
+        ips, comp = throughput(jax_train(a, b), b, a.iters, sync["jax"])
         r = {"row": "train_step", "batch": b, "dtype": "bfloat16", "jax_img_s": ips}
         r["compile_s"] = comp
         if ref:
-            r["torch_img_s"], _ = throughput(torch_train(ref, a, b), b, a.iters, tsync)
+            r["torch_img_s"], _ = throughput(torch_train(ref, a, b), b, a.iters, sync["torch"])
             release(ref)
         add(out, r)
+    return out
+
+
+def latency_rows(a, ref, sync) -> list[dict]:
+    out = []
     for dtype in ("float32", "bfloat16"):
-        comp, per = timings(jax_forward(a, 1, dtype), a.latency_iters, jsync)
+        comp, per = timings(jax_forward(a, 1, dtype), a.latency_iters, sync["jax"])
         r = {"row": "latency_b1", "batch": 1, "dtype": dtype, "compile_s": comp}
         r["jax_p50_ms"], r["jax_p99_ms"] = np.percentile(per * 1e3, [50, 99]).tolist()
         if ref:
-            _, tper = timings(torch_forward(ref, a, 1, dtype), a.latency_iters, tsync)
+            _, tper = timings(torch_forward(ref, a, 1, dtype), a.latency_iters, sync["torch"])
             r["torch_p50_ms"], r["torch_p99_ms"] = np.percentile(tper * 1e3, [50, 99]).tolist()
         add(out, r)
+    return out
+
+
+def end_to_end_rows(a, ref, sync) -> list[dict]:
+    out = []
+    for b in a.e2e_batch:
+        add(out, {"row": "end_to_end", "batch": b, "dtype": "bfloat16", **jax_end_to_end(a, b)})
+    return out
+
+
+ROWS = {
+    "forward": forward_rows,
+    "train": train_rows,
+    "latency": latency_rows,
+    "end_to_end": end_to_end_rows,
+}
+
+
+def rows(a, ref) -> list[dict]:
+    """The measurements of the ``--only`` groups, as dicts (table rows and the JSON line)."""
+    cuda = ref is not None and ref[2] == "cuda"
+    sync = {
+        "jax": jax.block_until_ready,
+        "torch": (lambda _: ref[0].cuda.synchronize()) if cuda else (lambda _: None),
+    }
+    out = [r for group in a.only for r in ROWS[group](a, ref, sync)]
     for r in out:
         if "torch_img_s" in r:
             r["ratio"] = r["jax_img_s"] / r["torch_img_s"]
@@ -231,15 +305,30 @@ def print_table(out: list[dict]) -> None:
             f"{r['row']:<12}{r['batch']:>6}{r['dtype']:>10}{j}{t}{f(r.get('ratio'), 8, 2)}"
             f"{f(r['compile_s'], 11)}"
         )
-    print("(img/s for forward and train rows; p50/p99 ms for latency_b1; ratio > 1: JAX faster)")
+    print(
+        "(img/s for forward, train and end-to-end rows; p50/p99 ms for latency_b1; ratio > 1: "
+        "JAX faster; end_to_end's 'compile s' includes the data build)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument(
+        "--only", nargs="+", choices=list(ROWS), default=list(ROWS), help="row groups to measure"
+    )
     p.add_argument("--fwd-batch", type=int, nargs="+", default=[64, 256])
     p.add_argument("--train-batch", type=int, nargs="+", default=[32, 128])
     p.add_argument("--iters", type=int, default=20, help="timed calls per throughput row")
     p.add_argument("--latency-iters", type=int, default=200)
+    p.add_argument("--e2e-batch", type=int, nargs="*", default=[128])
+    p.add_argument("--e2e-steps", type=int, default=40, help="timed steps of the end-to-end row")
+    p.add_argument("--e2e-images", type=int, default=1024, help="faces the end-to-end row reads")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=min(8, max(1, (os.cpu_count() or 2) // 2)),
+        help="input worker processes of the end-to-end row",
+    )
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--backbone", default="efficientnet_b4")
     p.add_argument("--no-torch", action="store_true")

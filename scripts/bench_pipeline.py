@@ -29,37 +29,7 @@ import psutil
 
 from aird_jax.config import load_config
 from aird_jax.data import augment, pipeline, preprocess
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data" / "ffpp_faces299"
-
-
-def make_folder(root: Path, n: int, size: int) -> str:
-    files = sorted(SHARED.glob("**/*.jpg")) if SHARED.is_dir() else []
-    if files:
-        src = "ffpp_faces299 (JPEG 299 -> PNG 224)"
-        pick = [files[i] for i in np.linspace(0, len(files) - 1, n).astype(int)]
-        imgs = [cv2.imread(str(p)) for p in pick]
-        labels = [0 if "/real/" in p.as_posix() else 1 for p in pick]
-    else:
-        import skimage.data
-
-        src = "skimage photographs (no ../shared data)"
-        base = [skimage.data.astronaut(), skimage.data.coffee(), skimage.data.chelsea()]
-        rng = np.random.default_rng(0)
-        imgs, labels = [], []
-        for i in range(n):
-            b = base[i % 3]
-            y, x = rng.integers(0, 64, 2)
-            imgs.append(cv2.cvtColor(b[y : y + 256, x : x + 256], cv2.COLOR_RGB2BGR))
-            labels.append(i % 2)
-    for i, (img, lab) in enumerate(zip(imgs, labels)):
-        d = root / ("real" if lab == 0 else "fake/m") / f"v{i:05d}"
-        d.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(
-            str(d / "000000.png"), cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
-        )
-    return src
+from aird_jax.data.bench_faces import make_face_folder
 
 
 def bench_reference(blobs: list[bytes], size: int, n: int) -> float:
@@ -175,7 +145,7 @@ def main() -> int:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        src = make_folder(tmp / "faces", args.images, args.size)
+        src = make_face_folder(tmp / "faces", args.images, args.size)
         cfg = load_config("configs/late_supcon.py").data  # the paper's data settings
         cfg.name, cfg.config, cfg.root = "face_folder", "", str(tmp / "root")
         cfg.manual_dir, cfg.image_size = str(tmp / "faces"), args.size
