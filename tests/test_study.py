@@ -36,10 +36,12 @@ def faces(tmp_path_factory) -> Path:
     return _folder(tmp_path_factory.mktemp("faces"))
 
 
-def _study(faces: Path, tmp: Path, parts: tuple[str, ...], seeds=(0, 1), holdouts=()) -> Study:
+def _study(
+    faces: Path, tmp: Path, parts: tuple[str, ...], seeds=(0, 1), holdouts=(), variants=()
+) -> Study:
     so = StudyOptions(
         faces=faces, scale="smoke", seeds=seeds, runs=tmp / "runs", results=tmp / "res",
-        parts=parts, holdouts=holdouts,
+        parts=parts, holdouts=holdouts, variants=variants,
     )  # fmt: skip
     return Study(so, lambda s: None)
 
@@ -75,6 +77,20 @@ def test_lomo_alone_fits_the_spectral_baselines_it_chooses_from_first(faces, tmp
     lomo = jobs[len(fits) :]
     assert [k for _, k, _ in lomo][: len(LOMO_LEARNED)] == [f"{v}_without-B" for v in LOMO_LEARNED]
     assert len(lomo) == len(LOMO_LEARNED) + 1 and {p for p, _, _ in lomo} == {"lomo"}
+
+
+def test_variants_trains_only_the_named_learned_rows_in_every_part(faces, tmp_path):
+    s = _study(faces, tmp_path, ("table3", "table4", "lomo"), variants=("rgb_only", "late_fusion"))
+    jobs = [(j.part, j.spec.key, j.seed) for j in s.jobs_resolved()]
+    base = [(p, k.split("_without-")[0], k) for p, k, _ in jobs]
+    learned = {b for _, b, _ in base if b not in SPECTRAL}
+    assert learned == {"rgb_only", "late_fusion"}  # no freq_only, hence no Table IV cutoffs
+    lomo = [k for p, b, k in base if p == "lomo" and b not in SPECTRAL]
+    assert lomo == ["rgb_only_without-A", "rgb_only_without-B"]  # late_fusion has no LOMO row
+    assert ("table3", "late_fusion", 1) in jobs and ("table3", "late_supcon", 0) not in jobs
+    # Without --variants: every learned row, as before.
+    every = {j.spec.key for j in _study(faces, tmp_path, ("table3",)).jobs_resolved()}
+    assert set(LEARNED) <= every
 
 
 def test_unknown_holdout_is_one_line_before_any_training(faces, tmp_path, capsys):
