@@ -31,124 +31,17 @@ import os
 import sys
 import tempfile
 import time
-import types
-from functools import partial
-from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from aird_jax import train
-from aird_jax.config import load_config
-from aird_jax.data import pipeline
-from aird_jax.data.bench_faces import make_face_folder
-from aird_jax.models.efficientnet import EfficientNet
-from aird_jax.parallel import make_parallel
-
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-
-
-def timings(fn, iters: int, sync) -> tuple[float, np.ndarray]:
-    """(seconds of the first call, which compiles; per-call seconds of ``iters`` timed calls
-    after one more warm-up call)."""
-    t0 = time.perf_counter()
-    sync(fn())
-    first = time.perf_counter() - t0
-    sync(fn())
-    per = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        sync(fn())
-        per.append(time.perf_counter() - t0)
-    return first, np.asarray(per)
-
-
-def throughput(fn, batch: int, iters: int, sync) -> tuple[float, float]:
-    """(images/s over ``iters`` back-to-back calls, compile seconds)."""
-    t0 = time.perf_counter()
-    sync(fn())
-    compile_s = time.perf_counter() - t0
-    sync(fn())
-    t0 = time.perf_counter()
-    for _ in range(iters):
-        out = fn()
-    sync(out)
-    return batch * iters / (time.perf_counter() - t0), compile_s
-
-
-# ------------------------------------------------------------------------------------ JAX
-def jax_forward(a, batch: int, dtype: str):
-    """A zero-argument jitted B4 forward (random weights: only speed is measured)."""
-    model = EfficientNet(a.backbone, dtype=DTYPES[dtype])
-    rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.uniform(size=(batch, a.size, a.size, 3)), jnp.float32)
-    shapes = jax.eval_shape(partial(model.init, train=False), jax.random.key(0), x)
-    variables = jax.tree.map(lambda s: jnp.asarray(rng.normal(0, 0.05, s.shape), s.dtype), shapes)
-    variables["batch_stats"] = jax.tree.map(jnp.abs, variables["batch_stats"])
-    fwd = jax.jit(partial(model.apply, train=False))
-    return lambda: fwd(variables, x)
-
-
-def jax_train(a, batch: int):
-    """A zero-argument detector train step (bfloat16, donated state), as train.py runs it."""
-    cfg = load_config("configs/late_supcon.py")
-    cfg.model.backbone, cfg.data.image_size = a.backbone, a.size
-    cfg.model.dtype, cfg.model.pretrained = "bfloat16", ""
-    n = jax.local_device_count()
-    cfg.train.batch_size, cfg.train.eval_batch_size = max(n, batch // n * n), n
-    par = make_parallel(cfg)
-    # The end-to-end row's schedule length: the same step, so a compilation cache serves it.
-    model, hs, tx, _ = train.init_state(cfg, a.e2e_steps)
-    step = par.compile_step(train.make_train_step(cfg, model, tx))
-    box = {"state": par.put_state(hs)}
-    key = par.put_state(train.seed_key_data(0))
-    rng = np.random.default_rng(0)
-    b = cfg.train.batch_size
-    xb = par.put_batch(
-        {
-            "image": rng.uniform(0, 1, (b, a.size, a.size, 3)).astype(np.float32),
-            "label": (np.arange(b) % 2).astype(np.int32),
-        }
-    )
-
-    def run():
-        box["state"], m = step(box["state"], xb, key)  # the old state is donated
-        return m
-
-    return run
-
-
-def jax_end_to_end(a, batch: int) -> dict:
-    """Images/s of the training loop as a run trains (input pipeline included), in the same
-    process: one epoch of ``--e2e-steps`` steps compiles and warms up, the second is timed."""
-    cfg = load_config("configs/late_supcon.py")
-    cfg.model.backbone, cfg.model.dtype, cfg.model.pretrained = a.backbone, "bfloat16", ""
-    n = jax.local_device_count()
-    cfg.train.batch_size = max(n, batch // n * n)
-    cfg.train.progress = False
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        src = make_face_folder(tmp / "faces", a.e2e_images, a.size)
-        d = cfg.data
-        d.name, d.config, d.root, d.manual_dir = (
-            "face_folder",
-            "",
-            str(tmp / "tfds"),
-            str(tmp / "faces"),
-        )
-        d.image_size, d.cache, d.workers = a.size, "decoded", a.workers
-        t0 = time.perf_counter()
-        pipeline.num_examples(d, "train")  # the face_folder build (PNG bytes), once
-        trainer = train.Trainer(cfg, tmp / "run", make_parallel(cfg), pipeline, a.e2e_steps)
-        no_sigterm = types.SimpleNamespace(flag=False)
-        trainer.train_epoch(no_sigterm)  # compiles; the decoded cache was built when opened
-        setup_s = time.perf_counter() - t0
-        trainer.loop.step_in_epoch = 0
-        t0 = time.perf_counter()
-        trainer.train_epoch(no_sigterm)  # ends with the metrics fetched: the steps are done
-        ips = a.e2e_steps * cfg.train.batch_size / (time.perf_counter() - t0)
-    return {"jax_img_s": ips, "compile_s": setup_s, "workers": a.workers, "faces": src}
+from aird_jax.experiments.speed import (
+    jax_end_to_end,
+    jax_forward,
+    jax_train,
+    throughput,
+    timings,
+)
 
 
 # -------------------------------------------------------------------------------- PyTorch
@@ -222,7 +115,9 @@ def forward_rows(a, ref, sync) -> list[dict]:
     out = []
     for dtype in ("float32", "bfloat16"):
         for b in a.fwd_batch:
-            ips, comp = throughput(jax_forward(a, b, dtype), b, a.iters, sync["jax"])
+            ips, comp = throughput(
+                jax_forward(a.backbone, a.size, b, dtype), b, a.iters, sync["jax"]
+            )
             r = {"row": "b4_forward", "batch": b, "dtype": dtype, "jax_img_s": ips}
             r["compile_s"] = comp
             if ref:
@@ -236,7 +131,9 @@ def forward_rows(a, ref, sync) -> list[dict]:
 def train_rows(a, ref, sync) -> list[dict]:
     out = []
     for b in a.train_batch:
-        ips, comp = throughput(jax_train(a, b), b, a.iters, sync["jax"])
+        ips, comp = throughput(
+            jax_train(a.backbone, a.size, b, a.e2e_steps), b, a.iters, sync["jax"]
+        )
         r = {"row": "train_step", "batch": b, "dtype": "bfloat16", "jax_img_s": ips}
         r["compile_s"] = comp
         if ref:
@@ -249,7 +146,7 @@ def train_rows(a, ref, sync) -> list[dict]:
 def latency_rows(a, ref, sync) -> list[dict]:
     out = []
     for dtype in ("float32", "bfloat16"):
-        comp, per = timings(jax_forward(a, 1, dtype), a.latency_iters, sync["jax"])
+        comp, per = timings(jax_forward(a.backbone, a.size, 1, dtype), a.latency_iters, sync["jax"])
         r = {"row": "latency_b1", "batch": 1, "dtype": dtype, "compile_s": comp}
         r["jax_p50_ms"], r["jax_p99_ms"] = np.percentile(per * 1e3, [50, 99]).tolist()
         if ref:
@@ -262,7 +159,15 @@ def latency_rows(a, ref, sync) -> list[dict]:
 def end_to_end_rows(a, ref, sync) -> list[dict]:
     out = []
     for b in a.e2e_batch:
-        add(out, {"row": "end_to_end", "batch": b, "dtype": "bfloat16", **jax_end_to_end(a, b)})
+        add(
+            out,
+            {
+                "row": "end_to_end",
+                "batch": b,
+                "dtype": "bfloat16",
+                **jax_end_to_end(a.backbone, a.size, b, a.e2e_steps, a.e2e_images, a.workers),
+            },
+        )
     return out
 
 
