@@ -71,15 +71,22 @@ def jax_forward(backbone: str, size: int, batch: int, dtype: str) -> Callable[[]
     return lambda: fwd(variables, x)
 
 
-def jax_train(backbone: str, size: int, batch: int, schedule_steps: int) -> Callable[[], Any]:
-    """A zero-argument detector train step (bfloat16, donated state), as train.py runs it.
-    ``schedule_steps``: the learning-rate schedule's steps per epoch (part of the compiled step:
-    give the end-to-end row's, and a compilation cache serves that row the same executable)."""
+def _train_config(backbone: str, size: int, batch: int):
+    """The detector config of both training rows: one builder, so that their compiled steps are
+    the same program (the end-to-end row is served from the compilation cache)."""
     cfg = load_config("configs/late_supcon.py")
     cfg.model.backbone, cfg.data.image_size = backbone, size
     cfg.model.dtype, cfg.model.pretrained = "bfloat16", ""
     n = jax.local_device_count()
     cfg.train.batch_size, cfg.train.eval_batch_size = max(n, batch // n * n), n
+    return cfg
+
+
+def jax_train(backbone: str, size: int, batch: int, schedule_steps: int) -> Callable[[], Any]:
+    """A zero-argument detector train step (bfloat16, donated state), as train.py runs it.
+    ``schedule_steps``: the learning-rate schedule's steps per epoch (part of the compiled step:
+    give the end-to-end row's, and a compilation cache serves that row the same executable)."""
+    cfg = _train_config(backbone, size, batch)
     par = make_parallel(cfg)
     model, hs, tx, _ = train.init_state(cfg, schedule_steps)
     step = par.compile_step(train.make_train_step(cfg, model, tx))
@@ -108,10 +115,7 @@ def jax_end_to_end(
     decoded cache with ``workers`` augmentation processes, prefetch, the bfloat16 step) on
     ``images`` PNG faces: one epoch of ``steps`` steps compiles and warms up, the second is
     timed. ``compile_s``: data build + first epoch."""
-    cfg = load_config("configs/late_supcon.py")
-    cfg.model.backbone, cfg.model.dtype, cfg.model.pretrained = backbone, "bfloat16", ""
-    n = jax.local_device_count()
-    cfg.train.batch_size = max(n, batch // n * n)
+    cfg = _train_config(backbone, size, batch)
     cfg.train.progress = False
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -123,7 +127,7 @@ def jax_end_to_end(
             str(tmp / "tfds"),
             str(tmp / "faces"),
         )
-        d.image_size, d.cache, d.workers = size, "decoded", workers
+        d.cache, d.workers = "decoded", workers
         t0 = time.perf_counter()
         pipeline.num_examples(d, "train")  # the face_folder build (PNG bytes), once
         trainer = train.Trainer(cfg, tmp / "run", make_parallel(cfg), pipeline, steps)
