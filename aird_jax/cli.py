@@ -14,6 +14,8 @@ import sys
 import traceback
 from collections.abc import Callable
 
+from aird_jax import host_memory
+
 VERBOSE_ENV = "AIRD_VERBOSE"
 # Persistent XLA compilation cache for CLI runs: a B4 train step takes ~40 s to compile on a
 # CPU, and every run, resume, seed and evaluation of the same shapes compiles the same programs.
@@ -110,9 +112,12 @@ def enable_compile_cache() -> str | None:
 def run(body: Callable[[], int | None], argv: list[str] | None = None) -> int:
     """Call ``body``; a user error prints one line (plus traceback if verbose) and returns 2.
 
-    CLI runs get the persistent compilation cache (:func:`enable_compile_cache`).
+    CLI runs get the persistent compilation cache (:func:`enable_compile_cache`) and host memory
+    that XLA:CPU reuses between calls (:func:`aird_jax.host_memory.keep_freed_memory`: first, as
+    it must precede the JAX backend's start).
     """
     try:
+        host_memory.keep_freed_memory()
         enable_compile_cache()
         return int(body() or 0)
     except Exception as e:

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from aird_jax import host_memory
 from aird_jax.config import load_config
 from aird_jax.losses import total_loss
 from aird_jax.models import build_model
@@ -222,6 +223,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--real-init", action="store_true", help="jit model.init (slow compile)")
     ap.add_argument("--json", action="store_true", help="end with one JSON line (the ratios)")
     args = ap.parse_args(argv)
+    # As every CLI run (aird_jax.cli.run), before JAX's backend starts: glibc then reuses freed
+    # blocks instead of mapping XLA's per-call temporaries afresh (AIRD_KEEP_HOST_MEMORY=0: off,
+    # to measure without it). Process-wide: PyTorch's side runs under it too.
+    keep = host_memory.keep_freed_memory()
     print(f"jax {jax.__version__} backend={jax.default_backend()} devices={jax.devices()}")
     info, j_fwd, j_step = flax_setup(args)
     tinfo, t_fwd, t_step = torch_setup(args)
@@ -268,6 +273,7 @@ def main(argv: list[str] | None = None) -> dict:
         # the machine was, so that two JSON lines can be compared
         out["xla_flags"] = os.environ.get("XLA_FLAGS", "")
         out["depthwise"] = args.depthwise
+        out["keep_host_memory"] = keep
         if hasattr(os, "getloadavg"):
             out["load_avg_1min"] = os.getloadavg()[0]
         finite = {  # strict JSON

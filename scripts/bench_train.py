@@ -19,7 +19,7 @@ import time
 import jax
 import numpy as np
 
-from aird_jax import train
+from aird_jax import host_memory, train
 from aird_jax.config import load_config
 from aird_jax.parallel import make_parallel
 
@@ -150,6 +150,9 @@ def main() -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--no-torch", action="store_true")
     a = p.parse_args()
+    # As every CLI run, before JAX's backend starts (aird_jax/host_memory.py);
+    # AIRD_KEEP_HOST_MEMORY=0 measures without it.
+    host_memory.keep_freed_memory()
     dev = jax.devices()[0]
     print(
         f"devices: {jax.local_device_count()} x {dev.platform} ({dev.device_kind}); "
