@@ -14,10 +14,10 @@ the other settings say), no ``mmap`` for large blocks, and no trimming of the he
 1.9 -> 1.4 s.
 
 The price, measured: one arena for all threads slows XLA's (multi-threaded) compilation, the B4
-train step's from ~29 to ~35-39 s (the persistent compilation cache pays it once per program), and
-the process keeps its peak heap until it exits: when a call's temporaries are requested before the
-previous call's are freed, both blocks stay (B4 step, batch 8: resident 4.9 GB, then 7.2 GB from
-about step 20, unchanged to step 70; without the setting 4.9 GB, at 1.9-3.5 s per step instead
+train step's from 28.5-36 s to 37-43 s (the persistent compilation cache pays it once per program),
+and the process keeps its peak heap until it exits: when a call's temporaries are requested before
+the previous call's are freed, both blocks stay (B4 step, batch 8: resident 4.9 GB, then 7.2 GB
+from about step 20, unchanged to step 70; without the setting 4.9 GB, at 1.9-3.5 s per step instead
 of 1.4-1.9 s). So it is done only where JAX computes on the CPU: with an accelerator plugin
 installed (CUDA, ROCm, TPU) temporaries live in device memory, and the setting would cost compile
 time for nothing (``JAX_PLATFORMS=cpu`` there turns it back on).
