@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aird_jax import cli
+from aird_jax import cli, host_memory
 from aird_jax.analysis import dct_figure, gradcam, saliency, tsne
 from aird_jax.analysis.faces import Faces, load_faces, model_outputs, say
 from aird_jax.evaluate import load_run_or_explain, parse_checkpoint
@@ -163,4 +163,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    host_memory.relaunch_under_allocator()  # under tcmalloc where chosen (host_memory.py)
     sys.exit(main())

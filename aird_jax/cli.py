@@ -113,11 +113,12 @@ def run(body: Callable[[], int | None], argv: list[str] | None = None) -> int:
     """Call ``body``; a user error prints one line (plus traceback if verbose) and returns 2.
 
     CLI runs get the persistent compilation cache (:func:`enable_compile_cache`) and host memory
-    that XLA:CPU reuses between calls (:func:`aird_jax.host_memory.keep_freed_memory`: first, as
-    it must precede the JAX backend's start).
+    that XLA:CPU reuses between calls (:func:`aird_jax.host_memory.configure`: first, as it must
+    precede the JAX backend's start; the entry point's ``__main__`` block has already relaunched
+    the process under tcmalloc where that is chosen).
     """
     try:
-        host_memory.keep_freed_memory()
+        host_memory.configure()
         enable_compile_cache()
         return int(body() or 0)
     except Exception as e:

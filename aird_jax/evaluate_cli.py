@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from aird_jax import cli
+from aird_jax import cli, host_memory
 from aird_jax import evaluate as ev
 
 
@@ -85,4 +85,5 @@ def _main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
+    host_memory.relaunch_under_allocator()  # under tcmalloc where chosen (host_memory.py)
     sys.exit(main())

@@ -25,7 +25,7 @@ from pathlib import Path
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from aird_jax import cli, parallel, train
+from aird_jax import cli, host_memory, parallel, train
 from aird_jax import config as cfg
 
 FLAGS = flags.FLAGS
@@ -125,4 +125,5 @@ def cli_main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    host_memory.relaunch_under_allocator()  # under tcmalloc where chosen (host_memory.py)
     cli_main()

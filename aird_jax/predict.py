@@ -38,7 +38,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from aird_jax import cli, inference
+from aird_jax import cli, host_memory, inference
 from aird_jax import evaluate as ev
 from aird_jax.data.faces import FaceExtractor
 from aird_jax.data.preprocess import data_crop, load_image
@@ -408,4 +408,5 @@ def _main(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
+    host_memory.relaunch_under_allocator()  # under tcmalloc where chosen (host_memory.py)
     sys.exit(main())

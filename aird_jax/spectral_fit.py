@@ -39,7 +39,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
-from aird_jax import cli, inference, metrics, train
+from aird_jax import cli, host_memory, inference, metrics, train
 from aird_jax import config as cfg
 from aird_jax import main as main_cli
 from aird_jax.checkpoint import RunCheckpoints
@@ -239,4 +239,5 @@ def cli_main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    host_memory.relaunch_under_allocator()  # under tcmalloc where chosen (host_memory.py)
     cli_main()

@@ -223,11 +223,15 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--real-init", action="store_true", help="jit model.init (slow compile)")
     ap.add_argument("--json", action="store_true", help="end with one JSON line (the ratios)")
     args = ap.parse_args(argv)
-    # As every CLI run (aird_jax.cli.run), before JAX's backend starts: glibc then reuses freed
-    # blocks instead of mapping XLA's per-call temporaries afresh (AIRD_KEEP_HOST_MEMORY=0: off,
-    # to measure without it). Process-wide: PyTorch's side runs under it too.
-    keep = host_memory.keep_freed_memory()
-    print(f"jax {jax.__version__} backend={jax.default_backend()} devices={jax.devices()}")
+    # As every CLI run (aird_jax.cli.run), before JAX's backend starts: freed blocks are reused
+    # instead of XLA's per-call temporaries being mapped afresh (tcmalloc when the __main__ block
+    # relaunched under it, else glibc settings; AIRD_ALLOCATOR=system measures without either).
+    # Process-wide: PyTorch's side runs under the same allocator.
+    allocator = host_memory.configure()
+    print(
+        f"jax {jax.__version__} backend={jax.default_backend()} devices={jax.devices()} "
+        f"allocator={allocator}"
+    )
     info, j_fwd, j_step = flax_setup(args)
     tinfo, t_fwd, t_step = torch_setup(args)
     info.update(tinfo)
@@ -273,7 +277,7 @@ def main(argv: list[str] | None = None) -> dict:
         # the machine was, so that two JSON lines can be compared
         out["xla_flags"] = os.environ.get("XLA_FLAGS", "")
         out["depthwise"] = args.depthwise
-        out["keep_host_memory"] = keep
+        out["allocator"] = allocator
         if hasattr(os, "getloadavg"):
             out["load_avg_1min"] = os.getloadavg()[0]
         finite = {  # strict JSON
@@ -284,4 +288,5 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
+    host_memory.relaunch_under_allocator()  # under tcmalloc where chosen (host_memory.py)
     main()

@@ -151,11 +151,12 @@ def main() -> None:
     p.add_argument("--no-torch", action="store_true")
     a = p.parse_args()
     # As every CLI run, before JAX's backend starts (aird_jax/host_memory.py);
-    # AIRD_KEEP_HOST_MEMORY=0 measures without it.
-    host_memory.keep_freed_memory()
+    # AIRD_ALLOCATOR=system measures without it.
+    allocator = host_memory.configure()
     dev = jax.devices()[0]
     print(
         f"devices: {jax.local_device_count()} x {dev.platform} ({dev.device_kind}); "
+        f"allocator {allocator}; "
         f"batch {a.batch}; {a.steps} timed steps; dtype {a.dtype}"
     )
     print(
@@ -171,4 +172,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    host_memory.relaunch_under_allocator()  # under tcmalloc where chosen (host_memory.py)
     main()

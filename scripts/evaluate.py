@@ -9,7 +9,9 @@ See ``python scripts/evaluate.py --help``.
 
 import sys
 
+from aird_jax import host_memory
 from aird_jax.evaluate_cli import main
 
 if __name__ == "__main__":
+    host_memory.relaunch_under_allocator()  # under tcmalloc where chosen (host_memory.py)
     sys.exit(main())

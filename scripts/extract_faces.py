@@ -22,7 +22,7 @@ import json
 import os
 from pathlib import Path
 
-from aird_jax import cli
+from aird_jax import cli, host_memory
 from aird_jax.data.builders import default_root
 from aird_jax.data.extract import extract_dataset
 
@@ -90,4 +90,5 @@ def _extract(ap: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
+    host_memory.relaunch_under_allocator()  # under tcmalloc where chosen (host_memory.py)
     raise SystemExit(main())

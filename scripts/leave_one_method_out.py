@@ -10,7 +10,9 @@ Writes ``<results>/<holdout>.md`` and ``.csv``. The study lives in
 
 import sys
 
+from aird_jax import host_memory
 from aird_jax.experiments.lomo import main
 
 if __name__ == "__main__":
+    host_memory.relaunch_under_allocator()  # under tcmalloc where chosen (host_memory.py)
     sys.exit(main())

@@ -9,7 +9,9 @@ cost.py: what it trains, computes and measures); ``--help`` lists every flag.
 
 import sys
 
+from aird_jax import host_memory
 from aird_jax.experiments.reproduce import main
 
 if __name__ == "__main__":
+    host_memory.relaunch_under_allocator()  # under tcmalloc where chosen (host_memory.py)
     sys.exit(main())

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from aird_jax import evaluate as ev
+from aird_jax import host_memory
 from aird_jax.cli import UserError
 from aird_jax.cli import run as run_cli
 from aird_jax.config import load_config
@@ -380,4 +381,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    host_memory.relaunch_under_allocator()  # under tcmalloc where chosen (host_memory.py)
     sys.exit(main())

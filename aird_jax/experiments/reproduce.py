@@ -31,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from aird_jax import host_memory
 from aird_jax.cli import UserError
 from aird_jax.cli import run as run_cli
 from aird_jax.evaluate import EvaluationError
@@ -162,4 +163,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    host_memory.relaunch_under_allocator()  # under tcmalloc where chosen (host_memory.py)
     sys.exit(main())
