@@ -15,7 +15,7 @@ re-executes itself once, at its start, with the library in ``LD_PRELOAD``
 (:func:`relaunch_under_allocator`; a malloc cannot be swapped inside a running process). tcmalloc
 keeps freed blocks for reuse and serves threads without glibc's arena lock. Measured on the B4
 train step (batch 8, 224 px, 2 cores, alone): 2 faults per step, 1.29-1.34 s per step, compile
-26.7 s, resident 5.1 GB; against glibc's defaults 2.1-2.4 s, 34.4 s, 5.0 GB
+26.7 s, resident 5.1-7.6 GB; against glibc's defaults 2.1-2.4 s, 34.4 s, 5.0 GB
 (``results/bench/cpu_step.md``).
 
 ``glibc``: three ``mallopt`` settings make glibc keep freed memory and hand it out again: one arena
