@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import importlib.metadata
 import os
 import platform
@@ -82,6 +83,7 @@ def computes_on_cpu() -> bool:
     return _accelerator_plugin() is None
 
 
+@functools.lru_cache(maxsize=1)  # find_library runs ldconfig; choice() and the relaunch both ask
 def find_tcmalloc() -> str | None:
     """The tcmalloc library the dynamic loader finds (``libtcmalloc_minimal.so.4``), or None."""
     if platform.system() != "Linux":
