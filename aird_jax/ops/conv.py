@@ -42,14 +42,13 @@ def resolve_depthwise(impl: str) -> str:
     return impl
 
 
-def resolve_dense(impl: str, in_channels: int) -> str:
-    """``auto`` -> ``patches`` on CPU for few input channels (<= 4: the stem, the frequency
-    stream's first conv), else ``native``: beyond that XLA:CPU's own conv wins forward."""
+def resolve_dense(impl: str) -> str:
+    """``auto`` -> ``patches`` on CPU (its gradient is 1.3-4x faster than XLA:CPU's convolution's,
+    numbers in :func:`dense_conv`), else ``native``."""
     if impl not in DENSE_IMPLS:
         raise ValueError(f"dense_conv={impl!r}; choose from {DENSE_IMPLS}")
     if impl == "auto":
-        few = in_channels <= 4
-        return "patches" if few and jax.default_backend() == "cpu" else "native"
+        return "patches" if jax.default_backend() == "cpu" else "native"
     return impl
 
 
@@ -236,16 +235,19 @@ def dense_conv(
     """Dense 2-D convolution, NHWC input, HWIO kernel; both impls share the kernel.
 
     ``patches`` gathers the k*k taps (``_taps``: stride-1 slices of the polyphase split) into one
-    ``[pixels, k*k*C]`` matrix and multiplies it with the kernel. On XLA:CPU, for a 3x3 stride-2
-    conv at 224 px with batch 8, the kernel gradient costs 7.8 instead of 17.8 ms for the B4 stem
-    (3 -> 48 channels) and 4.6 instead of 9.5 ms for the frequency stream's first conv (1 -> 64);
-    its forward is ~1 ms slower, and at 64 input channels 3x slower, hence ``auto``'s rule
+    ``[pixels, k*k*C]`` matrix and multiplies it with the kernel. On XLA:CPU (2 cores, batch 8,
+    3x3, float32, tcmalloc) forward + gradient takes, patches vs native: B4 stem 224 px 3 -> 48
+    7.8 vs 17.8 ms (kernel gradient alone); frequency stream 1 -> 64 at 224 px 8.2 vs 15.8 ms,
+    64 -> 128 at 112 px 70 vs 103 ms (PyTorch 100), 128 -> 256 at 56 px 56 vs 84 ms (PyTorch 84);
+    stride 1, 32 -> 64 at 112 px 86 vs 361 ms, 128 -> 128 at 56 px 129 vs 193 ms. Forward alone
+    is within 15 % at stride 2 and up to 1.35x slower at stride 1 with many channels (inference
+    only; every kxk dense conv of this package's own layers is stride 2), hence ``auto``'s rule
     (:func:`resolve_dense`). ``native`` is XLA's convolution (cuDNN on GPU).
     """
     kh, kw, c, o = kernel.shape
     ph = conv_padding(x.shape[1], kh, stride, padding)
     pw = conv_padding(x.shape[2], kw, stride, padding)
-    if kh != kw or resolve_dense(impl, c) == "native":
+    if kh != kw or resolve_dense(impl) == "native":
         return lax.conv_general_dilated(
             x, kernel, (stride, stride), (ph, pw), dimension_numbers=("NHWC", "HWIO", "NHWC")
         )
