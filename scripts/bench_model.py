@@ -54,9 +54,6 @@ def flax_setup(args):
     tx = optax.adam(1e-4)
     opt_state = tx.init(variables["params"])
 
-    def backbone_fwd(params, batch_stats, x):
-        return model.apply({"params": params, "batch_stats": batch_stats}, x, train=False)
-
     def train_step(params, batch_stats, opt_state, x, y, key):
         def loss_fn(p):
             out, upd = model.apply(
@@ -81,7 +78,6 @@ def flax_setup(args):
     }
     fwd = jax.jit(lambda v, x: b4.apply(v, x, train=False))
     step = jax.jit(train_step, donate_argnums=(0, 1, 2))
-    del backbone_fwd
 
     out = {"init_s" + ("" if args.real_init else "_numpy"): t_init}
     t = time.perf_counter()
