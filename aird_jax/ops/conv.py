@@ -236,12 +236,13 @@ def dense_conv(
 
     ``patches`` gathers the k*k taps (``_taps``: stride-1 slices of the polyphase split) into one
     ``[pixels, k*k*C]`` matrix and multiplies it with the kernel. On XLA:CPU (2 cores, batch 8,
-    3x3, float32, tcmalloc) forward + gradient takes, patches vs native: B4 stem 224 px 3 -> 48
-    7.8 vs 17.8 ms (kernel gradient alone); frequency stream 1 -> 64 at 224 px 8.2 vs 15.8 ms,
-    64 -> 128 at 112 px 70 vs 103 ms (PyTorch 100), 128 -> 256 at 56 px 56 vs 84 ms (PyTorch 84);
-    stride 1, 32 -> 64 at 112 px 86 vs 361 ms, 128 -> 128 at 56 px 129 vs 193 ms. Forward alone
-    is within 15 % at stride 2 and up to 1.35x slower at stride 1 with many channels (inference
-    only; every kxk dense conv of this package's own layers is stride 2), hence ``auto``'s rule
+    3x3, float32, tcmalloc), forward + gradient, patches vs native: frequency stream 1 -> 64 at
+    224 px 8.2 vs 15.8 ms, 64 -> 128 at 112 px 70 vs 103 ms (PyTorch 100), 128 -> 256 at 56 px
+    56 vs 84 ms (PyTorch 84); stride 1, 32 -> 64 at 112 px 86 vs 361 ms, 128 -> 128 at 56 px 129
+    vs 193 ms (B4 stem, 3 -> 48 at 224 px, kernel gradient alone, glibc: 7.8 vs 17.8 ms). Forward
+    alone is within 15 % at stride 2 and up to 1.35x slower at stride 1 with many channels
+    (inference only; every kxk dense conv of this package's own layers is stride 2), hence
+    ``auto``'s rule
     (:func:`resolve_dense`). ``native`` is XLA's convolution (cuDNN on GPU).
     """
     kh, kw, c, o = kernel.shape
